@@ -1,0 +1,987 @@
+//! The decision core: `decide(&Inbound, &Facts, &Policy) -> Decision`.
+//!
+//! Synchronous, no I/O, never fails: bad input is a `Decision::Reject`, not an error. What the
+//! database knows arrives as `Facts` (gathered by `store::facts`), and the `Decision` goes to
+//! `store::apply`, which writes it in one transaction. A tidy test keeps I/O crates out of here.
+
+pub mod automatic;
+pub mod hash;
+pub mod thread;
+
+use std::collections::BTreeSet;
+
+use crate::config::{PendingMail, Settings};
+use crate::message::{Inbound, ParseProblem};
+
+pub use automatic::AutoKind;
+
+pub type ClientId = i64;
+pub type IncidentId = i64;
+pub type OrganisationId = i64;
+
+/// Where an incident is filed; the `incidents.folder` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Inbox,
+    Spam,
+    Held,
+}
+
+impl Folder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Folder::Inbox => "inbox",
+            Folder::Spam => "spam",
+            Folder::Held => "held",
+        }
+    }
+}
+
+/// `clients.approval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Pending,
+    Approved,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Pending => "pending",
+            Approval::Approved => "approved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Approval> {
+        match text {
+            "pending" => Some(Approval::Pending),
+            "approved" => Some(Approval::Approved),
+            _ => None,
+        }
+    }
+}
+
+/// `clients.standing`, kept apart from approval so that lifting a ban restores the approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Normal,
+    Banned,
+    Spam,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Normal => "normal",
+            Standing::Banned => "banned",
+            Standing::Spam => "spam",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Standing> {
+        match text {
+            "normal" => Some(Standing::Normal),
+            "banned" => Some(Standing::Banned),
+            "spam" => Some(Standing::Spam),
+            _ => None,
+        }
+    }
+}
+
+/// What the database knows about the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFacts {
+    pub id: ClientId,
+    pub organisation: OrganisationId,
+    pub approval: Approval,
+    pub standing: Standing,
+}
+
+/// An incident a message may continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentFacts {
+    pub id: IncidentId,
+    pub hash: String,
+    pub client: Option<ClientId>,
+    pub organisation: OrganisationId,
+}
+
+/// Everything the store knows that bears on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// A message with the same dedup key was recorded before.
+    pub already_seen: bool,
+    pub client: Option<ClientFacts>,
+    /// The organisation owning the sender's domain, if any.
+    pub domain_owner: Option<OrganisationId>,
+    pub default_organisation: OrganisationId,
+    /// The incident of a stored message named in In-Reply-To or References.
+    pub thread_by_header: Option<IncidentFacts>,
+    /// The incident named by a `[#HASH]` subject tag.
+    pub thread_by_tag: Option<IncidentFacts>,
+}
+
+/// The settings the core obeys.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub auto_register: bool,
+    pub auto_approve: bool,
+    pub pending_mail: PendingMail,
+    pub auto_create_from_domain: bool,
+    pub free_mail_domains: BTreeSet<String>,
+    pub upstream_spam_verdict: bool,
+    /// Our own mailbox and sender addresses, lower-cased.
+    pub own_addresses: BTreeSet<String>,
+    pub registration_mail: bool,
+    pub acknowledgement_mail: bool,
+}
+
+impl Policy {
+    pub fn from_settings(settings: &Settings) -> Policy {
+        Policy {
+            auto_register: settings.clients.auto_register,
+            auto_approve: settings.clients.auto_approve,
+            pending_mail: settings.clients.pending_mail,
+            auto_create_from_domain: settings.organisations.auto_create_from_domain,
+            free_mail_domains: settings.organisations.free_mail_domains.clone(),
+            upstream_spam_verdict: settings.incidents.upstream_spam_verdict,
+            own_addresses: settings.own_addresses(),
+            registration_mail: settings.outbound.registration,
+            acknowledgement_mail: settings.outbound.acknowledgement,
+        }
+    }
+}
+
+/// Which organisation a newly registered client joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrganisationPlan {
+    /// The organisation that owns the sender's domain.
+    Existing(OrganisationId),
+    /// A new organisation named after the domain, which it will own.
+    CreateForDomain(String),
+    /// The default organisation (free-mail domains, or auto-creation off).
+    Default,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClient {
+    pub approval: Approval,
+    pub organisation: OrganisationPlan,
+    /// Queue the `registration` mail.
+    pub send_registration: bool,
+}
+
+/// Who the message is recorded against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientPlan {
+    Known(ClientId),
+    Register(NewClient),
+    /// A sender who stays unregistered (auto-registration off, or our own address).
+    Unregistered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    TooLarge { size_bytes: u64, limit_bytes: u64 },
+    NotAMessage,
+    ParserFailed(String),
+    NoSender,
+    UnknownSender,
+    OwnAddress,
+}
+
+impl RejectReason {
+    pub fn describe(&self) -> String {
+        match self {
+            RejectReason::TooLarge {
+                size_bytes,
+                limit_bytes,
+            } => format!(
+                "message is {size_bytes} bytes, over [limits] max_message_bytes = {limit_bytes}"
+            ),
+            RejectReason::NotAMessage => "not an RFC 5322 message: no header found".to_string(),
+            RejectReason::ParserFailed(why) => format!("the mail parser failed: {why}"),
+            RejectReason::NoSender => {
+                "no sender: no address in From, Sender, Reply-To or Return-Path".to_string()
+            }
+            RejectReason::UnknownSender => {
+                "unknown sender and [clients] auto_register is off".to_string()
+            }
+            RejectReason::OwnAddress => {
+                "sent from one of our own addresses and not a reply: refused to avoid a mail loop"
+                    .to_string()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Create {
+        folder: Folder,
+        client: ClientPlan,
+        acknowledge: bool,
+        notes: Vec<String>,
+    },
+    Append {
+        incident: IncidentId,
+        client: ClientPlan,
+        notes: Vec<String>,
+    },
+    DropBanned {
+        client: ClientId,
+    },
+    Automatic {
+        kind: AutoKind,
+        append_to: Option<IncidentId>,
+        why: String,
+    },
+    Duplicate,
+    Reject {
+        reason: RejectReason,
+    },
+}
+
+/// The `ingest_log.outcome` value, the log field and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Appended,
+    Duplicate,
+    DroppedBanned,
+    Spam,
+    AutoReply,
+    Bounce,
+    Rejected,
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Created,
+        Outcome::Appended,
+        Outcome::Duplicate,
+        Outcome::DroppedBanned,
+        Outcome::Spam,
+        Outcome::AutoReply,
+        Outcome::Bounce,
+        Outcome::Rejected,
+        Outcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Appended => "appended",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DroppedBanned => "dropped_banned",
+            Outcome::Spam => "spam",
+            Outcome::AutoReply => "auto_reply",
+            Outcome::Bounce => "bounce",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+impl Decision {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Decision::Create {
+                folder: Folder::Spam,
+                ..
+            } => Outcome::Spam,
+            Decision::Create { .. } => Outcome::Created,
+            Decision::Append { .. } => Outcome::Appended,
+            Decision::DropBanned { .. } => Outcome::DroppedBanned,
+            Decision::Automatic {
+                kind: AutoKind::AutoReply,
+                ..
+            } => Outcome::AutoReply,
+            Decision::Automatic {
+                kind: AutoKind::Bounce,
+                ..
+            } => Outcome::Bounce,
+            Decision::Duplicate => Outcome::Duplicate,
+            Decision::Reject {
+                reason: RejectReason::ParserFailed(_),
+            } => Outcome::Error,
+            Decision::Reject { .. } => Outcome::Rejected,
+        }
+    }
+
+    /// The `ingest_log.reason` text: why, in words staff understand.
+    pub fn reason(&self) -> Option<String> {
+        let joined = |notes: &[String]| (!notes.is_empty()).then(|| notes.join("; "));
+        match self {
+            Decision::Create { notes, .. } | Decision::Append { notes, .. } => joined(notes),
+            Decision::DropBanned { .. } => Some("sender is banned".to_string()),
+            Decision::Automatic { why, .. } => Some(why.clone()),
+            Decision::Duplicate => {
+                Some("already recorded (same Message-ID or content)".to_string())
+            }
+            Decision::Reject { reason } => Some(reason.describe()),
+        }
+    }
+}
+
+/// Decides what happens to one message. The order of the checks is the policy:
+/// duplicates first (a re-delivery must never do anything twice), then unreadable mail, then
+/// bans (stronger than anything the message says), then automatic mail (never answered), then
+/// threading, then new incidents.
+pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
+    if facts.already_seen {
+        return Decision::Duplicate;
+    }
+    match &inbound.problem {
+        Some(ParseProblem::TooLarge {
+            size_bytes,
+            limit_bytes,
+        }) => {
+            return Decision::Reject {
+                reason: RejectReason::TooLarge {
+                    size_bytes: *size_bytes,
+                    limit_bytes: *limit_bytes,
+                },
+            };
+        }
+        Some(ParseProblem::NotAMessage) => {
+            return Decision::Reject {
+                reason: RejectReason::NotAMessage,
+            };
+        }
+        Some(ParseProblem::ParserFailed(why)) => {
+            return Decision::Reject {
+                reason: RejectReason::ParserFailed(why.clone()),
+            };
+        }
+        None => {}
+    }
+    if let Some(client) = &facts.client
+        && client.standing == Standing::Banned
+    {
+        return Decision::DropBanned { client: client.id };
+    }
+
+    let writer = thread::Writer {
+        client: facts.client.as_ref().map(|client| client.id),
+        organisation: facts
+            .client
+            .as_ref()
+            .map(|client| client.organisation)
+            .or(facts.domain_owner),
+    };
+    let tag_thread = facts
+        .thread_by_tag
+        .as_ref()
+        .filter(|incident| thread::tag_may_thread(writer, incident, facts.default_organisation));
+
+    if let Some((kind, why)) = automatic::classify(&inbound.signals, inbound.sender.as_ref()) {
+        let append_to = facts
+            .thread_by_header
+            .as_ref()
+            .or(tag_thread)
+            .map(|incident| incident.id);
+        return Decision::Automatic {
+            kind,
+            append_to,
+            why,
+        };
+    }
+
+    let Some(sender) = &inbound.sender else {
+        return Decision::Reject {
+            reason: RejectReason::NoSender,
+        };
+    };
+    let from_ourselves = policy.own_addresses.contains(&sender.address);
+    if from_ourselves {
+        // Our own address is never registered nor answered; a reply in a thread is kept there.
+        return match &facts.thread_by_header {
+            Some(incident) => Decision::Append {
+                incident: incident.id,
+                client: ClientPlan::Unregistered,
+                notes: vec!["sent from one of our own addresses".to_string()],
+            },
+            None => Decision::Reject {
+                reason: RejectReason::OwnAddress,
+            },
+        };
+    }
+
+    let client_plan = match &facts.client {
+        Some(client) => ClientPlan::Known(client.id),
+        None if policy.auto_register => ClientPlan::Register(NewClient {
+            approval: if policy.auto_approve {
+                Approval::Approved
+            } else {
+                Approval::Pending
+            },
+            organisation: organisation_for(sender.domain(), facts, policy),
+            send_registration: policy.registration_mail,
+        }),
+        None => ClientPlan::Unregistered,
+    };
+
+    if let Some(incident) = &facts.thread_by_header {
+        return Decision::Append {
+            incident: incident.id,
+            client: client_plan,
+            notes: Vec::new(),
+        };
+    }
+    let mut notes = Vec::new();
+    if let Some(incident) = tag_thread {
+        return Decision::Append {
+            incident: incident.id,
+            client: client_plan,
+            notes: vec![format!("threaded by subject tag [#{}]", incident.hash)],
+        };
+    }
+    if let Some(incident) = &facts.thread_by_tag {
+        notes.push(format!(
+            "subject tag [#{}] ignored: sender is neither the incident's client nor in its organisation",
+            incident.hash
+        ));
+    }
+
+    if client_plan == ClientPlan::Unregistered {
+        return Decision::Reject {
+            reason: RejectReason::UnknownSender,
+        };
+    }
+
+    let (approval, standing) = match (&facts.client, &client_plan) {
+        (Some(client), _) => (client.approval, client.standing),
+        (None, ClientPlan::Register(new_client)) => (new_client.approval, Standing::Normal),
+        (None, _) => (Approval::Approved, Standing::Normal),
+    };
+    let folder = if standing == Standing::Spam {
+        notes.push("client is marked spam".to_string());
+        Folder::Spam
+    } else if inbound.upstream_spam && policy.upstream_spam_verdict {
+        notes.push("upstream spam filter said spam (X-Spam-Flag / X-Spam-Status)".to_string());
+        Folder::Spam
+    } else if approval == Approval::Pending && policy.pending_mail == PendingMail::Hold {
+        notes.push("client is pending approval".to_string());
+        Folder::Held
+    } else {
+        Folder::Inbox
+    };
+    // Spam is never answered (backscatter), nor is list mail (it would reach every member).
+    let acknowledge =
+        policy.acknowledgement_mail && folder != Folder::Spam && !inbound.signals.mailing_list;
+    Decision::Create {
+        folder,
+        client: client_plan,
+        acknowledge,
+        notes,
+    }
+}
+
+/// Existing owner of the domain, else a new organisation for it unless it is free-mail, else the
+/// default organisation.
+fn organisation_for(domain: &str, facts: &Facts, policy: &Policy) -> OrganisationPlan {
+    if let Some(owner) = facts.domain_owner {
+        return OrganisationPlan::Existing(owner);
+    }
+    if policy.auto_create_from_domain
+        && !domain.is_empty()
+        && !policy.free_mail_domains.contains(domain)
+    {
+        return OrganisationPlan::CreateForDomain(domain.to_string());
+    }
+    OrganisationPlan::Default
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{AutoSignals, Mailbox};
+
+    const DEFAULT_ORG: OrganisationId = 1;
+    const CONTOSO: OrganisationId = 2;
+
+    fn policy() -> Policy {
+        Policy {
+            auto_register: true,
+            auto_approve: true,
+            pending_mail: PendingMail::Accept,
+            auto_create_from_domain: true,
+            free_mail_domains: ["gmail.com".to_string()].into_iter().collect(),
+            upstream_spam_verdict: true,
+            own_addresses: ["support@example.com".to_string()].into_iter().collect(),
+            registration_mail: true,
+            acknowledgement_mail: true,
+        }
+    }
+
+    fn mail(from: &str) -> Inbound {
+        Inbound {
+            message_id: Some("m1@x".into()),
+            sender: Some(Mailbox {
+                address: from.into(),
+                name: None,
+            }),
+            subject: "Printer on fire".into(),
+            ..Inbound::default()
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            already_seen: false,
+            client: None,
+            domain_owner: None,
+            default_organisation: DEFAULT_ORG,
+            thread_by_header: None,
+            thread_by_tag: None,
+        }
+    }
+
+    fn client(standing: Standing, approval: Approval) -> Option<ClientFacts> {
+        Some(ClientFacts {
+            id: 10,
+            organisation: CONTOSO,
+            approval,
+            standing,
+        })
+    }
+
+    fn incident_of(client: ClientId) -> Option<IncidentFacts> {
+        Some(IncidentFacts {
+            id: 500,
+            hash: "KXW-482-91735".into(),
+            client: Some(client),
+            organisation: CONTOSO,
+        })
+    }
+
+    type Case = (
+        &'static str,
+        Inbound,
+        Facts,
+        Policy,
+        &'static str,
+        Option<Folder>,
+    );
+
+    /// Each case: name, message, facts, policy, expected outcome, expected folder of a new incident.
+    fn check(cases: Vec<Case>) {
+        for (name, inbound, facts, policy, outcome, folder) in cases {
+            let decision = decide(&inbound, &facts, &policy);
+            assert_eq!(decision.outcome().as_str(), outcome, "{name}: {decision:?}");
+            let got_folder = match &decision {
+                Decision::Create { folder, .. } => Some(*folder),
+                _ => None,
+            };
+            assert_eq!(got_folder, folder, "{name}: {decision:?}");
+        }
+    }
+
+    #[test]
+    fn every_branch() {
+        let known = |standing, approval| Facts {
+            client: client(standing, approval),
+            ..facts()
+        };
+        let hold = Policy {
+            pending_mail: PendingMail::Hold,
+            ..policy()
+        };
+        let pending_on_register = Policy {
+            auto_approve: false,
+            ..hold.clone()
+        };
+        let no_register = Policy {
+            auto_register: false,
+            ..policy()
+        };
+        let ignore_upstream = Policy {
+            upstream_spam_verdict: false,
+            ..policy()
+        };
+        let with = |edit: fn(&mut Inbound)| {
+            let mut inbound = mail("alice@contoso.com");
+            edit(&mut inbound);
+            inbound
+        };
+        let approved = Approval::Approved;
+        let normal = Standing::Normal;
+        check(vec![
+            (
+                "new sender",
+                mail("alice@contoso.com"),
+                facts(),
+                policy(),
+                "created",
+                Some(Folder::Inbox),
+            ),
+            (
+                "known client",
+                mail("alice@contoso.com"),
+                known(normal, approved),
+                policy(),
+                "created",
+                Some(Folder::Inbox),
+            ),
+            (
+                "duplicate",
+                mail("alice@contoso.com"),
+                Facts {
+                    already_seen: true,
+                    ..known(Standing::Banned, approved)
+                },
+                policy(),
+                "duplicate",
+                None,
+            ),
+            (
+                "banned",
+                mail("alice@contoso.com"),
+                known(Standing::Banned, approved),
+                policy(),
+                "dropped_banned",
+                None,
+            ),
+            (
+                "banned reply",
+                mail("alice@contoso.com"),
+                Facts {
+                    thread_by_header: incident_of(10),
+                    ..known(Standing::Banned, approved)
+                },
+                policy(),
+                "dropped_banned",
+                None,
+            ),
+            (
+                "spam client",
+                mail("alice@contoso.com"),
+                known(Standing::Spam, approved),
+                policy(),
+                "spam",
+                Some(Folder::Spam),
+            ),
+            (
+                "spam client reply",
+                mail("alice@contoso.com"),
+                Facts {
+                    thread_by_header: incident_of(10),
+                    ..known(Standing::Spam, approved)
+                },
+                policy(),
+                "appended",
+                None,
+            ),
+            (
+                "upstream spam",
+                with(|m| m.upstream_spam = true),
+                facts(),
+                policy(),
+                "spam",
+                Some(Folder::Spam),
+            ),
+            (
+                "upstream spam ignored",
+                with(|m| m.upstream_spam = true),
+                facts(),
+                ignore_upstream,
+                "created",
+                Some(Folder::Inbox),
+            ),
+            (
+                "pending accepted",
+                mail("alice@contoso.com"),
+                known(normal, Approval::Pending),
+                policy(),
+                "created",
+                Some(Folder::Inbox),
+            ),
+            (
+                "pending held",
+                mail("alice@contoso.com"),
+                known(normal, Approval::Pending),
+                hold.clone(),
+                "created",
+                Some(Folder::Held),
+            ),
+            (
+                "new sender held",
+                mail("alice@contoso.com"),
+                facts(),
+                pending_on_register,
+                "created",
+                Some(Folder::Held),
+            ),
+            (
+                "approved not held",
+                mail("alice@contoso.com"),
+                known(normal, approved),
+                hold,
+                "created",
+                Some(Folder::Inbox),
+            ),
+            (
+                "spam beats held",
+                mail("alice@contoso.com"),
+                known(Standing::Spam, Approval::Pending),
+                policy(),
+                "spam",
+                Some(Folder::Spam),
+            ),
+            (
+                "reply by header",
+                mail("alice@contoso.com"),
+                Facts {
+                    thread_by_header: incident_of(10),
+                    ..known(normal, approved)
+                },
+                policy(),
+                "appended",
+                None,
+            ),
+            (
+                "reply by header from stranger",
+                mail("bob@fabrikam.com"),
+                Facts {
+                    thread_by_header: incident_of(10),
+                    ..facts()
+                },
+                policy(),
+                "appended",
+                None,
+            ),
+            (
+                "reply by tag",
+                mail("alice@contoso.com"),
+                Facts {
+                    thread_by_tag: incident_of(10),
+                    ..known(normal, approved)
+                },
+                policy(),
+                "appended",
+                None,
+            ),
+            (
+                "tag from colleague's domain",
+                mail("carol@contoso.com"),
+                Facts {
+                    thread_by_tag: incident_of(10),
+                    domain_owner: Some(CONTOSO),
+                    ..facts()
+                },
+                policy(),
+                "appended",
+                None,
+            ),
+            (
+                "tag hijack",
+                mail("mallory@evil.com"),
+                Facts {
+                    thread_by_tag: incident_of(10),
+                    ..facts()
+                },
+                policy(),
+                "created",
+                Some(Folder::Inbox),
+            ),
+            (
+                "auto-reply",
+                with(|m| {
+                    m.signals = AutoSignals {
+                        auto_submitted: Some("auto-replied".into()),
+                        ..AutoSignals::default()
+                    }
+                }),
+                facts(),
+                policy(),
+                "auto_reply",
+                None,
+            ),
+            (
+                "bounce without sender",
+                with(|m| {
+                    m.sender = None;
+                    m.signals.report_type = Some("delivery-status".into())
+                }),
+                facts(),
+                policy(),
+                "bounce",
+                None,
+            ),
+            (
+                "too large",
+                with(|m| {
+                    m.problem = Some(ParseProblem::TooLarge {
+                        size_bytes: 9,
+                        limit_bytes: 1,
+                    })
+                }),
+                facts(),
+                policy(),
+                "rejected",
+                None,
+            ),
+            (
+                "garbage",
+                with(|m| m.problem = Some(ParseProblem::NotAMessage)),
+                facts(),
+                policy(),
+                "rejected",
+                None,
+            ),
+            (
+                "parser panic",
+                with(|m| m.problem = Some(ParseProblem::ParserFailed("boom".into()))),
+                facts(),
+                policy(),
+                "error",
+                None,
+            ),
+            (
+                "no sender",
+                with(|m| m.sender = None),
+                facts(),
+                policy(),
+                "rejected",
+                None,
+            ),
+            (
+                "unknown sender, registration off",
+                mail("alice@contoso.com"),
+                facts(),
+                no_register.clone(),
+                "rejected",
+                None,
+            ),
+            (
+                "unknown sender replying, registration off",
+                mail("alice@contoso.com"),
+                Facts {
+                    thread_by_header: incident_of(10),
+                    ..facts()
+                },
+                no_register,
+                "appended",
+                None,
+            ),
+            (
+                "own address",
+                mail("support@example.com"),
+                facts(),
+                policy(),
+                "rejected",
+                None,
+            ),
+            (
+                "own address in thread",
+                mail("support@example.com"),
+                Facts {
+                    thread_by_header: incident_of(10),
+                    ..facts()
+                },
+                policy(),
+                "appended",
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn registration_plans() {
+        let plan =
+            |from: &str, facts: Facts, policy: Policy| match decide(&mail(from), &facts, &policy) {
+                Decision::Create {
+                    client: ClientPlan::Register(new_client),
+                    ..
+                } => new_client,
+                other => panic!("expected a registration, got {other:?}"),
+            };
+        let owned = Facts {
+            domain_owner: Some(CONTOSO),
+            ..facts()
+        };
+        assert_eq!(
+            plan("a@contoso.com", owned, policy()).organisation,
+            OrganisationPlan::Existing(CONTOSO)
+        );
+        assert_eq!(
+            plan("a@fabrikam.com", facts(), policy()).organisation,
+            OrganisationPlan::CreateForDomain("fabrikam.com".into())
+        );
+        assert_eq!(
+            plan("a@gmail.com", facts(), policy()).organisation,
+            OrganisationPlan::Default
+        );
+        let manual = Policy {
+            auto_create_from_domain: false,
+            ..policy()
+        };
+        assert_eq!(
+            plan("a@fabrikam.com", facts(), manual).organisation,
+            OrganisationPlan::Default
+        );
+        let pending = Policy {
+            auto_approve: false,
+            registration_mail: false,
+            ..policy()
+        };
+        let new_client = plan("a@fabrikam.com", facts(), pending);
+        assert_eq!(new_client.approval, Approval::Pending);
+        assert!(!new_client.send_registration);
+    }
+
+    #[test]
+    fn acknowledgements_and_notes() {
+        let ack = |inbound: Inbound, facts: Facts| match decide(&inbound, &facts, &policy()) {
+            Decision::Create { acknowledge, .. } => acknowledge,
+            other => panic!("expected a new incident, got {other:?}"),
+        };
+        assert!(ack(mail("alice@contoso.com"), facts()));
+        let mut list_mail = mail("alice@contoso.com");
+        list_mail.signals.mailing_list = true;
+        assert!(!ack(list_mail, facts()));
+        let spam_client = Facts {
+            client: client(Standing::Spam, Approval::Approved),
+            ..facts()
+        };
+        assert!(!ack(mail("alice@contoso.com"), spam_client));
+
+        let hijack = decide(
+            &mail("mallory@evil.com"),
+            &Facts {
+                thread_by_tag: incident_of(10),
+                ..facts()
+            },
+            &policy(),
+        );
+        let reason = hijack.reason().expect("a hijack attempt is explained");
+        assert!(reason.contains("[#KXW-482-91735] ignored"), "{reason}");
+    }
+
+    #[test]
+    fn automatic_mail_appends_to_its_thread_and_never_registers() {
+        let mut out_of_office = mail("alice@contoso.com");
+        out_of_office.signals.auto_submitted = Some("auto-replied".into());
+        let decision = decide(
+            &out_of_office,
+            &Facts {
+                thread_by_header: incident_of(10),
+                ..facts()
+            },
+            &policy(),
+        );
+        assert!(
+            matches!(
+                decision,
+                Decision::Automatic {
+                    kind: AutoKind::AutoReply,
+                    append_to: Some(500),
+                    ..
+                }
+            ),
+            "{decision:?}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! intake: IMAP mailboxes in, helpdesk incidents out. ARCHITECTURE.md maps the modules and the
+//! path a message takes through them.
+
+pub mod config;
+pub mod ingest;
+pub mod message;
