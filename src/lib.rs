@@ -1,6 +1,9 @@
 //! intake: IMAP mailboxes in, helpdesk incidents out. ARCHITECTURE.md maps the modules and the
 //! path a message takes through them.
 
+pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod message;
+pub mod pipeline;
+pub mod store;

@@ -1,1 +1,88 @@
-fn main() {}
+//! argv → config → logging → subcommand → exit code.
+//!
+//! Exit codes follow sysexits: 78 (EX_CONFIG) for a bad configuration, 75 (EX_TEMPFAIL) when the
+//! database is unavailable, 66 (EX_NOINPUT) for an unreadable input, 70 (EX_SOFTWARE) otherwise.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use intake::cli::{self, Cli, Command};
+use intake::config::ConfigError;
+use intake::store::StoreError;
+
+const EX_NOINPUT: u8 = 66;
+const EX_SOFTWARE: u8 = 70;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("intake: cannot start the async runtime: {error}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("intake: {error:#}");
+            ExitCode::from(exit_code_for(&error))
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli::load_settings(cli)?;
+    match &cli.command {
+        Command::CheckConfig => {
+            print!("{}", settings.to_toml());
+            eprintln!("intake: {} is valid", settings.source.display());
+        }
+        Command::Migrate => {
+            let store = cli::open_store(&settings).await?;
+            println!("database is up to date ({})", store.backend());
+            store.close().await;
+        }
+        Command::Ingest(args) => {
+            if let cli::ingest::IngestStatus::SomeUnreadable =
+                cli::ingest::run(&settings, args).await?
+            {
+                return Ok(ExitCode::from(EX_NOINPUT));
+            }
+        }
+        Command::Incident(command) => cli::incident::run(&settings, command).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code_for(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return EX_CONFIG;
+        }
+        if let Some(StoreError::Unavailable(_)) = cause.downcast_ref::<StoreError>() {
+            return EX_TEMPFAIL;
+        }
+    }
+    EX_SOFTWARE
+}
+
+/// Readable lines on stderr; `INTAKE_LOG` (or `RUST_LOG`) filters, default `info`.
+fn init_logging() {
+    let filter = std::env::var("INTAKE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,sqlx=warn".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

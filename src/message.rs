@@ -56,6 +56,19 @@ pub struct Attachment {
     pub content: Vec<u8>,
 }
 
+/// Where a message came from, for the incident and the audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Human-readable source: `stdin`, a file path, `imap:support/INBOX uid 42`.
+    pub source: String,
+    /// The configured mailbox name, when known.
+    pub mailbox: Option<String>,
+    /// The department the mailbox serves.
+    pub department: Option<String>,
+    /// False when only the headers were fetched (an oversized message left on the server).
+    pub raw_is_complete: bool,
+}
+
 /// Why a message could not be read as a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseProblem {
@@ -266,7 +279,51 @@ fn read_message(message: &Message<'_>, with_body: bool) -> Inbound {
             inbound.reported_message_id = reported_message_id(message);
         }
     }
+    strip_nul(&mut inbound);
     inbound
+}
+
+/// PostgreSQL text cannot hold NUL, and no person means one: drop it from every decoded string.
+/// The raw bytes keep it.
+fn strip_nul(inbound: &mut Inbound) {
+    let clean = |text: &mut String| {
+        if text.contains('\0') {
+            text.retain(|c| c != '\0');
+        }
+    };
+    clean(&mut inbound.subject);
+    for text in [
+        &mut inbound.text_body,
+        &mut inbound.html_body,
+        &mut inbound.message_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(text);
+    }
+    for id in inbound
+        .in_reply_to
+        .iter_mut()
+        .chain(inbound.references.iter_mut())
+    {
+        clean(id);
+    }
+    let mailboxes = inbound
+        .sender
+        .iter_mut()
+        .chain(inbound.to.iter_mut())
+        .chain(inbound.cc.iter_mut());
+    for mailbox in mailboxes {
+        clean(&mut mailbox.address);
+        if let Some(name) = &mut mailbox.name {
+            clean(name);
+        }
+    }
+    for attachment in &mut inbound.attachments {
+        clean(&mut attachment.filename);
+        clean(&mut attachment.content_type);
+    }
 }
 
 /// From, else Sender, else Reply-To, else Return-Path: broken mailers omit From, and a message

@@ -1,0 +1,58 @@
+//! The command line: a file per noun. Parses arguments with clap, opens the store, calls the
+//! edges, prints for people, and leaves exit codes to `main.rs`.
+
+pub mod incident;
+pub mod ingest;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{DEFAULT_CONFIG_PATH, Settings};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "intake", version, about = "Email-ingesting helpdesk daemon")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, env = "INTAKE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest one message from stdin, or .eml files and Maildir folders (the MTA pipe mode).
+    Ingest(ingest::IngestArgs),
+    /// Apply database migrations and create the default organisation.
+    Migrate,
+    /// Validate the configuration and print it with secrets masked.
+    CheckConfig,
+    /// Incidents.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
+}
+
+/// Loads the settings; the error names the file and key.
+pub fn load_settings(cli: &Cli) -> Result<Settings, crate::config::ConfigError> {
+    Settings::load(&cli.config)
+}
+
+/// Opens the database, applies migrations and makes sure the default organisation exists.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let masked = crate::config::mask_url_password(&settings.database.url);
+    let store = Store::connect(&settings.database.url)
+        .await
+        .with_context(|| format!("opening database {masked}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating database {masked}"))?;
+    store
+        .ensure_default_organisation(&settings.organisations.default)
+        .await
+        .context("creating the default organisation")?;
+    Ok(store)
+}

@@ -1,0 +1,113 @@
+//! One message from raw bytes to committed rows: parse → facts → decide → apply → log line.
+//!
+//! Shared by `intake ingest` and the IMAP poller. Never loses a message: a unique-key race is
+//! retried, a failure that is not the database being away is recorded as an `error` row with the
+//! raw bytes, and only `StoreError::Unavailable` reaches the caller, who must keep the message
+//! and try again later.
+
+use crate::config::Settings;
+use crate::ingest::hash::HashFormat;
+use crate::ingest::{Policy, decide};
+use crate::message::{Inbound, Origin};
+use crate::store::apply::{Applied, Received, apply, record_failure};
+use crate::store::{Store, StoreError, facts};
+
+/// A race with another writer is retried this many times before it counts as a failure.
+const MAX_CONFLICT_ATTEMPTS: usize = 5;
+
+#[derive(Clone)]
+pub struct Pipeline {
+    store: Store,
+    policy: Policy,
+    hash_format: HashFormat,
+    max_message_bytes: u64,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, settings: &Settings) -> Pipeline {
+        Pipeline {
+            store,
+            policy: Policy::from_settings(settings),
+            hash_format: settings.incidents.hash_format.clone(),
+            max_message_bytes: settings.limits.max_message_bytes,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Ingests one message and commits it. `Err` only when the database is unavailable.
+    pub async fn ingest(&self, raw: &[u8], origin: &Origin) -> Result<Applied, StoreError> {
+        let inbound = Inbound::parse(raw, self.max_message_bytes);
+        let received = Received {
+            inbound: &inbound,
+            raw,
+            origin,
+        };
+        let mut last_conflict = String::new();
+        for _ in 0..MAX_CONFLICT_ATTEMPTS {
+            let mut tx = self.store.begin().await?;
+            let attempt = async {
+                let facts = facts::gather(&mut tx, &inbound, &self.hash_format).await?;
+                let decision = decide(&inbound, &facts, &self.policy);
+                apply(&mut tx, &received, &decision, &facts, &self.hash_format).await
+            }
+            .await;
+            match attempt {
+                Ok(applied) => {
+                    tx.commit().await?;
+                    log_line(origin, &applied);
+                    return Ok(applied);
+                }
+                Err(StoreError::Conflict(why)) => {
+                    tx.rollback().await?;
+                    last_conflict = why;
+                }
+                Err(StoreError::Unavailable(why)) => {
+                    // Dropping the transaction rolls it back; the database may be gone anyway.
+                    drop(tx);
+                    return Err(StoreError::Unavailable(why));
+                }
+                Err(StoreError::Failed(why)) => {
+                    tx.rollback().await?;
+                    return self.record_failure(raw, &inbound, origin, &why).await;
+                }
+            }
+        }
+        self.record_failure(
+            raw,
+            &inbound,
+            origin,
+            &format!("still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts: {last_conflict}"),
+        )
+        .await
+    }
+
+    async fn record_failure(
+        &self,
+        raw: &[u8],
+        inbound: &Inbound,
+        origin: &Origin,
+        why: &str,
+    ) -> Result<Applied, StoreError> {
+        tracing::error!(source = %origin.source, error = %why, "message could not be applied; recording it as an error");
+        let mut tx = self.store.begin().await?;
+        let applied = record_failure(&mut tx, raw, inbound, origin, why).await?;
+        tx.commit().await?;
+        log_line(origin, &applied);
+        Ok(applied)
+    }
+}
+
+/// The one info line per message: mailbox, source, outcome, hash.
+fn log_line(origin: &Origin, applied: &Applied) {
+    tracing::info!(
+        mailbox = origin.mailbox.as_deref().unwrap_or("-"),
+        source = %origin.source,
+        outcome = applied.outcome.as_str(),
+        hash = applied.incident_hash.as_deref().unwrap_or("-"),
+        reason = applied.reason.as_deref().unwrap_or(""),
+        "message ingested"
+    );
+}

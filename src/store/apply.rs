@@ -1,0 +1,520 @@
+//! Writes a `Decision` in the caller's transaction: the client registration, the incident, the
+//! message with its raw bytes and attachments, the `ingest_log` row and the `outbound` rows.
+//!
+//! Invariant: every call writes exactly one `ingest_log` row, and keeps the raw bytes of every
+//! message it has not already stored byte for byte. A unique-key race with another writer
+//! becomes `StoreError::Conflict`, and the pipeline runs the whole transaction again.
+
+use crate::ingest::hash::HashFormat;
+use crate::ingest::{
+    ClientId, ClientPlan, Decision, Facts, IncidentId, NewClient, OrganisationId, OrganisationPlan,
+    Outcome,
+};
+use crate::message::{Inbound, Origin};
+use crate::on_tx;
+
+use super::{StoreError, Timestamp, Tx};
+
+/// Hash collisions are rare (over 10^9 combinations); this many in a row means a bug.
+const MAX_HASH_ATTEMPTS: usize = 16;
+
+/// What one message became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub incident_id: Option<IncidentId>,
+    pub incident_hash: Option<String>,
+    pub message_id: Option<i64>,
+    pub log_id: i64,
+}
+
+/// The message being applied, as read, with the bytes it came from.
+pub struct Received<'a> {
+    pub inbound: &'a Inbound,
+    pub raw: &'a [u8],
+    pub origin: &'a Origin,
+}
+
+pub async fn apply(
+    tx: &mut Tx,
+    received: &Received<'_>,
+    decision: &Decision,
+    facts: &Facts,
+    hash_format: &HashFormat,
+) -> Result<Applied, StoreError> {
+    let now = Timestamp::now();
+    let inbound = received.inbound;
+    let mut incident_id = None;
+    let message_id;
+    match decision {
+        Decision::Create {
+            folder,
+            client,
+            acknowledge,
+            ..
+        } => {
+            let (client_id, organisation_id) = resolve_client(tx, client, inbound, facts, now)
+                .await?
+                .ok_or_else(|| StoreError::Failed("a new incident needs a client".to_string()))?;
+            let new_incident = create_incident(
+                tx,
+                hash_format,
+                client_id,
+                organisation_id,
+                folder.as_str(),
+                received,
+                now,
+            )
+            .await?;
+            incident_id = Some(new_incident);
+            let stored = insert_message(tx, received, incident_id, true, now).await?;
+            message_id = Some(stored);
+            insert_attachments(tx, stored, inbound).await?;
+            if *acknowledge && let Some(sender) = &inbound.sender {
+                enqueue(
+                    tx,
+                    "acknowledgement",
+                    &sender.address,
+                    Some(client_id),
+                    incident_id,
+                    Some(stored),
+                    now,
+                )
+                .await?;
+            }
+        }
+        Decision::Append {
+            incident, client, ..
+        } => {
+            resolve_client(tx, client, inbound, facts, now).await?;
+            incident_id = Some(*incident);
+            let stored = insert_message(tx, received, incident_id, true, now).await?;
+            message_id = Some(stored);
+            insert_attachments(tx, stored, inbound).await?;
+            touch_incident(tx, *incident, now).await?;
+        }
+        Decision::Automatic { append_to, .. } => {
+            incident_id = *append_to;
+            let stored = insert_message(tx, received, incident_id, true, now).await?;
+            message_id = Some(stored);
+            if let Some(incident) = append_to {
+                insert_attachments(tx, stored, inbound).await?;
+                touch_incident(tx, *incident, now).await?;
+            }
+        }
+        Decision::DropBanned { .. } | Decision::Reject { .. } => {
+            message_id = Some(insert_message(tx, received, None, true, now).await?);
+        }
+        Decision::Duplicate => {
+            let dedup_key = inbound.dedup_key();
+            let original: Option<(i64, String, Option<i64>)> = on_tx!(tx, conn => {
+                sqlx::query_as(
+                    "SELECT id, raw_sha256, incident_id FROM messages WHERE dedup_key = $1",
+                )
+                .bind(&dedup_key)
+                .fetch_optional(&mut *conn)
+                .await?
+            });
+            match original {
+                Some((original_id, sha256, original_incident)) if sha256 == inbound.raw_sha256 => {
+                    message_id = Some(original_id);
+                    incident_id = original_incident;
+                }
+                // Same Message-ID, different bytes: keep this copy too, so nothing is lost.
+                Some((_, _, original_incident)) => {
+                    message_id = Some(insert_message(tx, received, None, false, now).await?);
+                    incident_id = original_incident;
+                }
+                None => {
+                    message_id = Some(insert_message(tx, received, None, false, now).await?);
+                }
+            }
+        }
+    }
+
+    let incident_hash = match incident_id {
+        Some(id) => on_tx!(tx, conn => {
+            sqlx::query_scalar::<_, String>("SELECT hash FROM incidents WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }),
+        None => None,
+    };
+    let outcome = decision.outcome();
+    let reason = decision.reason();
+    let sender = inbound
+        .sender
+        .as_ref()
+        .map(|mailbox| mailbox.address.clone());
+    let log_id: i64 = on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "INSERT INTO ingest_log (logged_at, source, mailbox, message_id_header, sender, subject, \
+             outcome, reason, incident_id, message_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(now)
+        .bind(&received.origin.source)
+        .bind(&received.origin.mailbox)
+        .bind(&inbound.message_id)
+        .bind(&sender)
+        .bind(&inbound.subject)
+        .bind(outcome.as_str())
+        .bind(&reason)
+        .bind(incident_id)
+        .bind(message_id)
+        .fetch_one(&mut *conn)
+        .await?
+    });
+    Ok(Applied {
+        outcome,
+        reason,
+        incident_id,
+        incident_hash,
+        message_id,
+        log_id,
+    })
+}
+
+/// The client and organisation the message is recorded against, registering a new client
+/// (and queueing their registration mail) when the plan says so.
+async fn resolve_client(
+    tx: &mut Tx,
+    plan: &ClientPlan,
+    inbound: &Inbound,
+    facts: &Facts,
+    now: Timestamp,
+) -> Result<Option<(ClientId, OrganisationId)>, StoreError> {
+    match plan {
+        ClientPlan::Known(id) => {
+            let organisation = facts
+                .client
+                .as_ref()
+                .filter(|client| client.id == *id)
+                .map(|client| client.organisation)
+                .ok_or_else(|| StoreError::Failed(format!("client {id} is not the sender")))?;
+            Ok(Some((*id, organisation)))
+        }
+        ClientPlan::Unregistered => Ok(None),
+        ClientPlan::Register(new_client) => {
+            let sender = inbound.sender.as_ref().ok_or_else(|| {
+                StoreError::Failed("cannot register a message without a sender".to_string())
+            })?;
+            let organisation = organisation_for(tx, new_client, facts, now).await?;
+            let inserted: Option<i64> = on_tx!(tx, conn => {
+                sqlx::query_scalar(
+                    "INSERT INTO clients (email, display_name, organisation_id, approval, standing, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'normal', $5, $5) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .bind(&sender.address)
+                .bind(&sender.name)
+                .bind(organisation)
+                .bind(new_client.approval.as_str())
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?
+            });
+            let client_id = inserted.ok_or_else(|| {
+                StoreError::Conflict(format!("{} was registered concurrently", sender.address))
+            })?;
+            if new_client.send_registration {
+                enqueue(
+                    tx,
+                    "registration",
+                    &sender.address,
+                    Some(client_id),
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            Ok(Some((client_id, organisation)))
+        }
+    }
+}
+
+async fn organisation_for(
+    tx: &mut Tx,
+    new_client: &NewClient,
+    facts: &Facts,
+    now: Timestamp,
+) -> Result<OrganisationId, StoreError> {
+    match &new_client.organisation {
+        OrganisationPlan::Existing(id) => Ok(*id),
+        OrganisationPlan::Default => Ok(facts.default_organisation),
+        OrganisationPlan::CreateForDomain(domain) => on_tx!(tx, conn => {
+            // Named after the domain; an existing organisation of that name takes the domain.
+            sqlx::query(
+                "INSERT INTO organisations (name, created_at, updated_at) VALUES ($1, $2, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(domain)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            let named: i64 =
+                sqlx::query_scalar("SELECT id FROM organisations WHERE lower(name) = lower($1)")
+                    .bind(domain)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            sqlx::query(
+                "INSERT INTO organisation_domains (domain, organisation_id, created_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(domain)
+            .bind(named)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            // Whoever owns the domain now, it may have been claimed concurrently.
+            let owner: i64 = sqlx::query_scalar(
+                "SELECT organisation_id FROM organisation_domains WHERE domain = $1",
+            )
+            .bind(domain)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(owner)
+        }),
+    }
+}
+
+async fn create_incident(
+    tx: &mut Tx,
+    hash_format: &HashFormat,
+    client_id: ClientId,
+    organisation_id: OrganisationId,
+    folder: &str,
+    received: &Received<'_>,
+    now: Timestamp,
+) -> Result<IncidentId, StoreError> {
+    let subject = if received.inbound.subject.is_empty() {
+        "(no subject)"
+    } else {
+        received.inbound.subject.as_str()
+    };
+    for _ in 0..MAX_HASH_ATTEMPTS {
+        let hash = hash_format.generate(&mut rand::rng());
+        let inserted: Option<i64> = on_tx!(tx, conn => {
+            sqlx::query_scalar(
+                "INSERT INTO incidents (hash, client_id, organisation_id, mailbox, department, \
+                 folder, status, subject, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8) \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(&hash)
+            .bind(client_id)
+            .bind(organisation_id)
+            .bind(&received.origin.mailbox)
+            .bind(&received.origin.department)
+            .bind(folder)
+            .bind(subject)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?
+        });
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+    }
+    Err(StoreError::Failed(format!(
+        "no free incident hash after {MAX_HASH_ATTEMPTS} attempts: widen [incidents] hash_format"
+    )))
+}
+
+/// Inserts the message with its raw bytes. `original` claims the dedup key; a second copy of a
+/// message already stored does not.
+async fn insert_message(
+    tx: &mut Tx,
+    received: &Received<'_>,
+    incident_id: Option<IncidentId>,
+    original: bool,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let inbound = received.inbound;
+    let dedup_key = original.then(|| inbound.dedup_key());
+    let join = |mailboxes: &[crate::message::Mailbox]| {
+        (!mailboxes.is_empty()).then(|| {
+            mailboxes
+                .iter()
+                .map(|mailbox| mailbox.display())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let angle = |ids: &[String]| {
+        (!ids.is_empty()).then(|| {
+            ids.iter()
+                .map(|id| format!("<{id}>"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    };
+    let sent_at = inbound.sent_at.map(Timestamp);
+    let raw_is_complete = received.origin.raw_is_complete;
+    let inserted: Option<i64> = on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "INSERT INTO messages (incident_id, direction, message_id_header, in_reply_to, \
+             references_header, from_address, from_name, to_addresses, cc_addresses, subject, \
+             text_body, html_body, sent_at, received_at, size_bytes, raw_sha256, raw_is_complete, \
+             raw, dedup_key) \
+             VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(incident_id)
+        .bind(&inbound.message_id)
+        .bind(angle(&inbound.in_reply_to))
+        .bind(angle(&inbound.references))
+        .bind(inbound.sender.as_ref().map(|mailbox| mailbox.address.clone()))
+        .bind(inbound.sender.as_ref().and_then(|mailbox| mailbox.name.clone()))
+        .bind(join(&inbound.to))
+        .bind(join(&inbound.cc))
+        .bind(&inbound.subject)
+        .bind(&inbound.text_body)
+        .bind(&inbound.html_body)
+        .bind(sent_at)
+        .bind(now)
+        .bind(inbound.size_bytes as i64)
+        .bind(&inbound.raw_sha256)
+        .bind(raw_is_complete)
+        .bind(received.raw)
+        .bind(&dedup_key)
+        .fetch_optional(&mut *conn)
+        .await?
+    });
+    inserted.ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "message {} was stored concurrently",
+            inbound.dedup_key()
+        ))
+    })
+}
+
+async fn insert_attachments(
+    tx: &mut Tx,
+    message_id: i64,
+    inbound: &Inbound,
+) -> Result<(), StoreError> {
+    for attachment in &inbound.attachments {
+        on_tx!(tx, conn => {
+            sqlx::query(
+                "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, \
+                 content) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(message_id)
+            .bind(&attachment.filename)
+            .bind(&attachment.content_type)
+            .bind(attachment.content.len() as i64)
+            .bind(&attachment.sha256)
+            .bind(&attachment.content)
+            .execute(&mut *conn)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
+async fn touch_incident(
+    tx: &mut Tx,
+    incident: IncidentId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => {
+        sqlx::query("UPDATE incidents SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(incident)
+            .execute(&mut *conn)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Queues a mail for the outbound worker.
+async fn enqueue(
+    tx: &mut Tx,
+    template: &str,
+    recipient: &str,
+    client_id: Option<ClientId>,
+    incident_id: Option<IncidentId>,
+    reply_to_message_id: Option<i64>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO outbound (template, recipient, client_id, incident_id, reply_to_message_id, \
+             state, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
+        )
+        .bind(template)
+        .bind(recipient)
+        .bind(client_id)
+        .bind(incident_id)
+        .bind(reply_to_message_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Records a message that could not be applied (a failure that is not the database being
+/// away): its raw bytes and an `error` row, so staff see it and the source may let it go.
+pub async fn record_failure(
+    tx: &mut Tx,
+    raw: &[u8],
+    inbound: &Inbound,
+    origin: &Origin,
+    why: &str,
+) -> Result<Applied, StoreError> {
+    let now = Timestamp::now();
+    let dedup_key = inbound.dedup_key();
+    let reason = format!("could not be recorded: {why}");
+    let sender = inbound
+        .sender
+        .as_ref()
+        .map(|mailbox| mailbox.address.clone());
+    let (message_id, log_id): (Option<i64>, i64) = on_tx!(tx, conn => {
+        let message_id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (direction, message_id_header, from_address, subject, received_at, \
+             size_bytes, raw_sha256, raw_is_complete, raw, dedup_key) \
+             VALUES ('inbound', $1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(&inbound.message_id)
+        .bind(&sender)
+        .bind(&inbound.subject)
+        .bind(now)
+        .bind(raw.len() as i64)
+        .bind(&inbound.raw_sha256)
+        .bind(origin.raw_is_complete)
+        .bind(raw)
+        .bind(&dedup_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let log_id: i64 = sqlx::query_scalar(
+            "INSERT INTO ingest_log (logged_at, source, mailbox, message_id_header, sender, subject, \
+             outcome, reason, message_id) VALUES ($1, $2, $3, $4, $5, $6, 'error', $7, $8) RETURNING id",
+        )
+        .bind(now)
+        .bind(&origin.source)
+        .bind(&origin.mailbox)
+        .bind(&inbound.message_id)
+        .bind(&sender)
+        .bind(&inbound.subject)
+        .bind(&reason)
+        .bind(message_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        (message_id, log_id)
+    });
+    Ok(Applied {
+        outcome: Outcome::Error,
+        reason: Some(reason),
+        incident_id: None,
+        incident_hash: None,
+        message_id,
+        log_id,
+    })
+}

@@ -1,0 +1,126 @@
+//! What the database knows about one message: has it been seen, who sent it, which incident
+//! it answers. Read inside the same transaction that `apply` then writes, so the decision is
+//! made on data nobody else can change underneath it.
+
+use crate::ingest::hash::HashFormat;
+use crate::ingest::{Approval, ClientFacts, Facts, IncidentFacts, Standing};
+use crate::message::Inbound;
+use crate::on_tx;
+
+use super::{StoreError, Tx};
+
+/// At most this many Message-IDs from References are looked up: long threads are answered by
+/// their newest messages, and a hostile header must not cost thousands of queries.
+const MAX_THREAD_CANDIDATES: usize = 20;
+
+pub async fn gather(
+    tx: &mut Tx,
+    inbound: &Inbound,
+    hash_format: &HashFormat,
+) -> Result<Facts, StoreError> {
+    let dedup_key = inbound.dedup_key();
+    let sender = inbound
+        .sender
+        .as_ref()
+        .map(|mailbox| mailbox.address.clone());
+    let domain = inbound
+        .sender
+        .as_ref()
+        .map(|mailbox| mailbox.domain().to_string());
+    let candidates: Vec<String> = inbound
+        .thread_candidates()
+        .into_iter()
+        .take(MAX_THREAD_CANDIDATES)
+        .collect();
+    let tag = hash_format.tag_in(&inbound.subject);
+
+    on_tx!(tx, conn => {
+        let already_seen: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1)",
+        )
+        .bind(&dedup_key)
+        .fetch_one(&mut *conn)
+        .await?;
+
+        let default_organisation: i64 =
+            sqlx::query_scalar("SELECT id FROM organisations WHERE is_default")
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Failed("no default organisation: run `intake migrate`".to_string())
+                })?;
+
+        let mut client = None;
+        if let Some(address) = &sender {
+            let row: Option<(i64, i64, String, String)> = sqlx::query_as(
+                "SELECT id, organisation_id, approval, standing FROM clients WHERE lower(email) = $1",
+            )
+            .bind(address)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((id, organisation, approval, standing)) = row {
+                client = Some(ClientFacts {
+                    id,
+                    organisation,
+                    approval: Approval::parse(&approval).ok_or_else(|| {
+                        StoreError::Failed(format!("client {id} has approval {approval:?}"))
+                    })?,
+                    standing: Standing::parse(&standing).ok_or_else(|| {
+                        StoreError::Failed(format!("client {id} has standing {standing:?}"))
+                    })?,
+                });
+            }
+        }
+
+        let mut domain_owner = None;
+        if let Some(domain) = &domain {
+            domain_owner = sqlx::query_scalar(
+                "SELECT organisation_id FROM organisation_domains WHERE domain = $1",
+            )
+            .bind(domain)
+            .fetch_optional(&mut *conn)
+            .await?;
+        }
+
+        let mut thread_by_header = None;
+        for candidate in &candidates {
+            let row: Option<(i64, String, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT i.id, i.hash, i.client_id, i.organisation_id \
+                 FROM messages m JOIN incidents i ON i.id = m.incident_id \
+                 WHERE m.message_id_header = $1 ORDER BY m.id LIMIT 1",
+            )
+            .bind(candidate)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((id, hash, client, organisation)) = row {
+                thread_by_header = Some(IncidentFacts { id, hash, client, organisation });
+                break;
+            }
+        }
+
+        let mut thread_by_tag = None;
+        if let Some(hash) = &tag {
+            let row: Option<(i64, String, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT id, hash, client_id, organisation_id FROM incidents WHERE hash = $1",
+            )
+            .bind(hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+            thread_by_tag = row.map(|(id, hash, client, organisation)| IncidentFacts {
+                id,
+                hash,
+                client,
+                organisation,
+            });
+        }
+
+        Ok(Facts {
+            already_seen,
+            client,
+            domain_owner,
+            default_organisation,
+            thread_by_header,
+            thread_by_tag,
+        })
+    })
+}

@@ -1,0 +1,339 @@
+//! The database: SQLite (the embedded default) or PostgreSQL, chosen by the URL scheme.
+//!
+//! Only this module writes SQL, and always with bound parameters. Each query is written once
+//! and compiled for both backends by `on_tx!`, which expands its body once per concrete
+//! connection type. Migrations live in `migrations/sqlite` and `migrations/postgres`.
+
+pub mod apply;
+pub mod facts;
+pub mod read;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous, SqliteTypeInfo,
+    SqliteValueRef,
+};
+use sqlx::{Decode, Encode, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type};
+
+use crate::ingest::OrganisationId;
+
+/// What went wrong with the database, by what the caller should do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached, is locked too long or its disk is full: try again later
+    /// (`intake ingest` exits 75 so the MTA keeps the message).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Another writer got there first (a unique key): run the whole transaction again.
+    #[error("conflicting concurrent write: {0}")]
+    Conflict(String),
+    /// Anything else: a bug or a schema edited by hand. Logged; the message stays where it was.
+    #[error("database error: {0}")]
+    Failed(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(database_error) => {
+                if database_error.is_unique_violation() {
+                    return StoreError::Conflict(database_error.message().to_string());
+                }
+                let code = database_error
+                    .code()
+                    .map(|code| code.to_string())
+                    .unwrap_or_default();
+                let temporary = if database_error
+                    .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                    .is_some()
+                {
+                    // SQLite primary result codes: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
+                    code.parse::<u32>()
+                        .is_ok_and(|number| matches!(number & 0xff, 5 | 6 | 10 | 13))
+                } else {
+                    // PostgreSQL SQLSTATE classes: 08 connection, 53 resources, 57P operator.
+                    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+                };
+                if temporary {
+                    StoreError::Unavailable(database_error.message().to_string())
+                } else {
+                    StoreError::Failed(database_error.message().to_string())
+                }
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Failed(error.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Failed(format!("migration: {other}")),
+        }
+    }
+}
+
+/// A pool for one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A write transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's concrete connection, once per backend.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(transaction) => {
+                let $conn = &mut **transaction;
+                $body
+            }
+            $crate::store::Tx::Postgres(transaction) => {
+                let $conn = &mut **transaction;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool, once per backend.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Opens a pool; a SQLite file and its directory are created when missing.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|error| StoreError::Failed(format!("database.url: {error}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let path = options.get_filename().to_path_buf();
+            if let Some(parent) = path.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|error| {
+                    StoreError::Unavailable(format!("creating {}: {error}", parent.display()))
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|error| StoreError::Failed(format!("database.url: {error}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Applies pending migrations; safe to run at every start.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A write transaction. SQLite takes the write lock at once (`BEGIN IMMEDIATE`): a deferred
+    /// transaction that reads and then writes fails with "database is locked" under contention.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Makes sure the default organisation exists and carries the configured name.
+    pub async fn ensure_default_organisation(
+        &self,
+        name: &str,
+    ) -> Result<OrganisationId, StoreError> {
+        let mut tx = self.begin().await?;
+        let id = on_tx!(&mut tx, conn => {
+            let now = Timestamp::now();
+            let existing: Option<(i64, String)> =
+                sqlx::query_as("SELECT id, name FROM organisations WHERE is_default")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match existing {
+                Some((id, current)) if current == name => id,
+                Some((id, _)) => {
+                    sqlx::query("UPDATE organisations SET name = $1, updated_at = $2 WHERE id = $3")
+                        .bind(name)
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    id
+                }
+                None => {
+                    // An ordinary organisation of that name becomes the default one.
+                    let promoted: Option<i64> = sqlx::query_scalar(
+                        "UPDATE organisations SET is_default = TRUE, updated_at = $2 \
+                         WHERE lower(name) = lower($1) RETURNING id",
+                    )
+                    .bind(name)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    match promoted {
+                        Some(id) => id,
+                        None => {
+                            sqlx::query_scalar(
+                                "INSERT INTO organisations (name, is_default, created_at, updated_at) \
+                                 VALUES ($1, TRUE, $2, $2) RETURNING id",
+                            )
+                            .bind(name)
+                            .bind(now)
+                            .fetch_one(&mut *conn)
+                            .await?
+                        }
+                    }
+                }
+            }
+        });
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(transaction) => transaction.commit().await?,
+            Tx::Postgres(transaction) => transaction.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(transaction) => transaction.rollback().await?,
+            Tx::Postgres(transaction) => transaction.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// A UTC time. SQLite stores it as ISO-8601 text (`2026-11-23T19:21:26.123Z`), which sorts
+/// and reads well in a viewer; PostgreSQL as `timestamptz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(Utc::now())
+    }
+
+    pub fn to_iso(self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+impl Type<Sqlite> for Timestamp {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(type_info: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(type_info)
+    }
+}
+
+impl Encode<'_, Sqlite> for Timestamp {
+    fn encode_by_ref(
+        &self,
+        buffer: &mut <Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<Sqlite>>::encode(self.to_iso(), buffer)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Timestamp {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <String as Decode<Sqlite>>::decode(value)?;
+        // Staff may type `2026-11-23 19:21:26` in a viewer: accept it as UTC.
+        let parsed = DateTime::parse_from_rfc3339(&text)
+            .map(|time| time.with_timezone(&Utc))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+                    .map(|naive| naive.and_utc())
+            })?;
+        Ok(Timestamp(parsed))
+    }
+}
+
+impl Type<Postgres> for Timestamp {
+    fn type_info() -> PgTypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for Timestamp {
+    fn encode_by_ref(
+        &self,
+        buffer: &mut <Postgres as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<Postgres>>::encode_by_ref(&self.0, buffer)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Timestamp {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Timestamp(<DateTime<Utc> as Decode<Postgres>>::decode(
+            value,
+        )?))
+    }
+}

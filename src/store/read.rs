@@ -1,0 +1,38 @@
+//! Read-only queries for the command line, through the views staff also use.
+
+use crate::on_pool;
+
+use super::{Store, StoreError, Timestamp};
+
+/// One row of `incident_overview`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IncidentRow {
+    pub hash: String,
+    pub folder: String,
+    pub status: String,
+    pub subject: String,
+    pub client_email: String,
+    pub organisation: String,
+    pub mailbox: Option<String>,
+    pub message_count: i64,
+    pub created_at: Timestamp,
+}
+
+pub async fn incidents(
+    store: &Store,
+    folder: Option<&str>,
+    limit: i64,
+) -> Result<Vec<IncidentRow>, StoreError> {
+    let rows = on_pool!(store, pool => {
+        sqlx::query_as::<_, IncidentRow>(
+            "SELECT hash, folder, status, subject, client_email, organisation, mailbox, \
+             message_count, created_at FROM incident_overview \
+             WHERE ($1 IS NULL OR folder = $1) ORDER BY created_at DESC, incident_id DESC LIMIT $2",
+        )
+        .bind(folder)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows)
+}
