@@ -9,7 +9,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{
+    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
+};
 use sha2::{Digest, Sha256};
 
 /// One address with the display name it was written with.
@@ -206,7 +208,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn read_message(message: &Message<'_>, with_body: bool) -> Inbound {
-    if message.headers().is_empty() {
+    // mail-parser reads any "name: value" line as a header; garbage has no standard one.
+    let has_standard_header = message
+        .headers()
+        .iter()
+        .any(|header| !matches!(header.name, HeaderName::Other(_)));
+    if !has_standard_header {
         return Inbound {
             problem: Some(ParseProblem::NotAMessage),
             ..Inbound::default()
@@ -443,11 +450,15 @@ fn reported_message_id(message: &Message<'_>) -> Option<String> {
                     .subtype()
                     .is_some_and(|subtype| subtype.eq_ignore_ascii_case("rfc822-headers"))
         });
-        if is_headers
-            && let Some(headers) = MessageParser::default().parse_headers(part.contents())
-            && let Some(id) = headers.message_id()
-        {
-            return Some(id.trim().to_string());
+        if is_headers {
+            // The part holds headers only; end them so the parser sees a complete header block.
+            let mut block = part.contents().to_vec();
+            block.extend_from_slice(b"\r\n\r\n");
+            if let Some(headers) = MessageParser::default().parse_headers(&block)
+                && let Some(id) = headers.message_id()
+            {
+                return Some(id.trim().to_string());
+            }
         }
     }
     None
@@ -537,5 +548,33 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nHello\r\n";
         let inbound = Inbound::parse(b"From: a@x.org\r\n\r\nhi", 1 << 20);
         assert!(inbound.dedup_key().starts_with("sha256:"));
         assert_eq!(inbound.dedup_key().len(), "sha256:".len() + 64);
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+
+    #[test]
+    fn delivery_report_names_the_bounced_message() {
+        let raw = include_bytes!("../tests/fixtures/corpus/15-dsn-bounce.eml");
+        let inbound = Inbound::parse(raw, 1 << 20);
+        assert_eq!(
+            inbound.signals.report_type.as_deref(),
+            Some("delivery-status")
+        );
+        assert_eq!(
+            inbound.reported_message_id.as_deref(),
+            Some("03-multi@contoso.com")
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_a_message() {
+        let raw = include_bytes!("../tests/fixtures/corpus/23-garbage.eml");
+        assert_eq!(
+            Inbound::parse(raw, 1 << 20).problem,
+            Some(ParseProblem::NotAMessage)
+        );
     }
 }

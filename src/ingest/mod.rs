@@ -199,7 +199,10 @@ impl RejectReason {
             } => format!(
                 "message is {size_bytes} bytes, over [limits] max_message_bytes = {limit_bytes}"
             ),
-            RejectReason::NotAMessage => "not an RFC 5322 message: no header found".to_string(),
+            RejectReason::NotAMessage => {
+                "not an RFC 5322 message: no standard header such as From, Subject or Date"
+                    .to_string()
+            }
             RejectReason::ParserFailed(why) => format!("the mail parser failed: {why}"),
             RejectReason::NoSender => {
                 "no sender: no address in From, Sender, Reply-To or Return-Path".to_string()
@@ -468,9 +471,19 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
     } else {
         Folder::Inbox
     };
-    // Spam is never answered (backscatter), nor is list mail (it would reach every member).
+    // Spam is never answered (backscatter), nor is list mail (it would reach every member):
+    // neither gets an acknowledgement or a registration mail.
     let acknowledge =
         policy.acknowledgement_mail && folder != Folder::Spam && !inbound.signals.mailing_list;
+    let client_plan = match client_plan {
+        ClientPlan::Register(new_client) => ClientPlan::Register(NewClient {
+            send_registration: new_client.send_registration
+                && folder != Folder::Spam
+                && !inbound.signals.mailing_list,
+            ..new_client
+        }),
+        other => other,
+    };
     Decision::Create {
         folder,
         client: client_plan,
@@ -947,6 +960,23 @@ mod tests {
             ..facts()
         };
         assert!(!ack(mail("alice@contoso.com"), spam_client));
+
+        let mut flagged = mail("frank@spammy.example");
+        flagged.upstream_spam = true;
+        match decide(&flagged, &facts(), &policy()) {
+            Decision::Create {
+                folder: Folder::Spam,
+                acknowledge: false,
+                client: ClientPlan::Register(new_client),
+                ..
+            } => {
+                assert!(
+                    !new_client.send_registration,
+                    "no registration mail to a spam sender"
+                )
+            }
+            other => panic!("expected a spam incident, got {other:?}"),
+        }
 
         let hijack = decide(
             &mail("mallory@evil.com"),

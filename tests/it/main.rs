@@ -1,1 +1,4 @@
-fn main() {}
+//! Integration tests: one binary, the real `intake`, real databases.
+
+mod corpus;
+mod harness;
