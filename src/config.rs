@@ -971,6 +971,42 @@ password_file = "/run/credentials/intake.service/support"
     }
 
     #[test]
+    fn example_config_shows_the_defaults_and_its_examples_are_valid() {
+        let example = include_str!("../config/intake.example.toml");
+        let path = Path::new("config/intake.example.toml");
+        let shipped = Settings::parse(example, path).expect("the example as shipped");
+        let defaults = Settings::parse("", path).expect("an empty file");
+        assert_eq!(
+            shipped.to_toml(),
+            defaults.to_toml(),
+            "the example must show the defaults"
+        );
+
+        // Uncomment every example key and section: they must be valid as written.
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            !key.is_empty()
+                                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let full = Settings::parse(&uncommented, path).expect("the uncommented example");
+        assert_eq!(full.mailboxes.len(), 1);
+        assert_eq!(full.mailboxes[0].department, "Support");
+        assert!(full.smtp.is_some());
+        assert!(full.metrics.listen.is_some());
+        assert_eq!(full.organisations.free_mail_domains.len(), 2);
+    }
+
+    #[test]
     fn check_config_output_masks_secrets() {
         let text = format!(
             "[database]\nurl = \"postgres://intake:hunter2@db/intake\"\n{}",

@@ -47,11 +47,25 @@ CREATE TABLE incidents (
     mailbox          TEXT,
     department       TEXT,
     folder           TEXT NOT NULL DEFAULT 'inbox' CHECK (folder IN ('inbox', 'spam', 'held')),
+    -- Why an incident is in the held folder: 'pending_approval' until its client is approved.
+    held_reason      TEXT,
     status           TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'waiting', 'resolved', 'closed')),
     subject          TEXT NOT NULL DEFAULT '',
     created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+-- Approving a client releases the incidents held for that approval, however the approval was
+-- made: with the CLI or by editing the row in a database viewer.
+CREATE TRIGGER clients_approval_releases_held
+AFTER UPDATE OF approval ON clients
+WHEN OLD.approval = 'pending' AND NEW.approval = 'approved'
+BEGIN
+    UPDATE incidents
+    SET folder = 'inbox', held_reason = NULL,
+        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    WHERE client_id = NEW.id AND folder = 'held' AND held_reason = 'pending_approval';
+END;
+
 CREATE INDEX incidents_by_client ON incidents (client_id);
 CREATE INDEX incidents_by_folder ON incidents (folder, updated_at);
 

@@ -7,8 +7,8 @@
 
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{
-    ClientId, ClientPlan, Decision, Facts, IncidentId, NewClient, OrganisationId, OrganisationPlan,
-    Outcome,
+    ClientId, ClientPlan, Decision, Facts, Folder, IncidentId, NewClient, OrganisationId,
+    OrganisationPlan, Outcome,
 };
 use crate::message::{Inbound, Origin};
 use crate::on_tx;
@@ -62,7 +62,7 @@ pub async fn apply(
                 hash_format,
                 client_id,
                 organisation_id,
-                folder.as_str(),
+                *folder,
                 received,
                 now,
             )
@@ -286,10 +286,12 @@ async fn create_incident(
     hash_format: &HashFormat,
     client_id: ClientId,
     organisation_id: OrganisationId,
-    folder: &str,
+    folder: Folder,
     received: &Received<'_>,
     now: Timestamp,
 ) -> Result<IncidentId, StoreError> {
+    // The only reason the core holds mail today; the trigger on clients.approval releases it.
+    let held_reason = (folder == Folder::Held).then_some("pending_approval");
     let subject = if received.inbound.subject.is_empty() {
         "(no subject)"
     } else {
@@ -300,8 +302,8 @@ async fn create_incident(
         let inserted: Option<i64> = on_tx!(tx, conn => {
             sqlx::query_scalar(
                 "INSERT INTO incidents (hash, client_id, organisation_id, mailbox, department, \
-                 folder, status, subject, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8) \
+                 folder, held_reason, status, subject, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) \
                  ON CONFLICT DO NOTHING RETURNING id",
             )
             .bind(&hash)
@@ -309,7 +311,8 @@ async fn create_incident(
             .bind(organisation_id)
             .bind(&received.origin.mailbox)
             .bind(&received.origin.department)
-            .bind(folder)
+            .bind(folder.as_str())
+            .bind(held_reason)
             .bind(subject)
             .bind(now)
             .fetch_optional(&mut *conn)

@@ -2,3 +2,5 @@
 
 mod corpus;
 mod harness;
+mod ingest_cli;
+mod tidy;

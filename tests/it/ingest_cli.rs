@@ -1,0 +1,401 @@
+//! `intake ingest` and friends as an operator or an MTA uses them: stdin, files, Maildir, exit
+//! codes, policies that need their own configuration, races between concurrent deliveries.
+
+use std::process::{Command, Stdio};
+
+use intake::on_pool;
+use intake::store::Store;
+
+use crate::harness::{Backend, Intake, parse_ingest_line, run_binary};
+
+/// Generates `NAME_on_sqlite` and `NAME_on_postgres` from one async body taking a `Backend`.
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn on_sqlite() {
+                ($body)(Backend::Sqlite).await;
+            }
+            #[tokio::test]
+            async fn on_postgres() {
+                ($body)(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+fn mail(from: &str, subject: &str, message_id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n\r\nHello.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn scalar_i64(store: &Store, sql: &'static str) -> i64 {
+    on_pool!(store, pool => {
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or_else(|error| panic!("{sql}: {error}"))
+    })
+}
+
+async fn strings(store: &Store, sql: &'static str) -> Vec<String> {
+    on_pool!(store, pool => {
+        sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await.unwrap_or_else(|error| panic!("{sql}: {error}"))
+    })
+}
+
+on_both_backends!(stdin_files_and_maildir, |backend| async move {
+    let intake = Intake::new(backend, "").await;
+    let stdout = intake.run_ok(
+        &["ingest"],
+        Some(&mail("a@contoso.com", "From a pipe", "p1@x")),
+    );
+    assert!(stdout.starts_with("created "), "{stdout}");
+    assert!(stdout.trim_end().ends_with(" stdin"), "{stdout}");
+
+    let maildir = intake.path("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    std::fs::write(
+        maildir.join("new/1700000001.M1.host"),
+        mail("b@contoso.com", "New one", "m1@x"),
+    )
+    .expect("write");
+    std::fs::write(
+        maildir.join("cur/1700000000.M0.host:2,S"),
+        mail("c@contoso.com", "Seen one", "m2@x"),
+    )
+    .expect("write");
+    std::fs::write(maildir.join("tmp/partial"), b"From: half").expect("write");
+    let single = intake.path("single.eml");
+    std::fs::write(&single, mail("d@contoso.com", "A file", "f1@x")).expect("write");
+    let missing = intake.path("missing.eml");
+
+    let output = intake.run(
+        &[
+            "ingest",
+            "--mailbox",
+            "support",
+            maildir.to_str().expect("utf-8 path"),
+            missing.to_str().expect("utf-8 path"),
+            single.to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(66),
+        "an unreadable input is EX_NOINPUT"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let outcomes: Vec<String> = stdout
+        .lines()
+        .map(|line| parse_ingest_line(line).outcome)
+        .collect();
+    assert_eq!(outcomes, vec!["created", "created", "created"], "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.eml"));
+
+    let store = intake.store().await;
+    let subjects = strings(&store, "SELECT subject FROM incidents ORDER BY id").await;
+    assert_eq!(
+        subjects,
+        vec!["From a pipe", "New one", "Seen one", "A file"],
+        "new/ before cur/, tmp/ never"
+    );
+    let departments = strings(
+        &store,
+        "SELECT department FROM incidents WHERE mailbox = 'support' ORDER BY id",
+    )
+    .await;
+    assert_eq!(departments, vec!["Support", "Support", "Support"]);
+    assert_eq!(
+        scalar_i64(&store, "SELECT count(*) FROM ingest_log").await,
+        4
+    );
+
+    let listing = intake.run_ok(&["incident", "list"], None);
+    assert!(listing.starts_with("HASH"), "{listing}");
+    assert!(
+        listing.contains("A file") && listing.contains("contoso.com"),
+        "{listing}"
+    );
+    store.close().await;
+});
+
+on_both_backends!(
+    oversized_message_is_rejected_and_kept,
+    |backend| async move {
+        let intake = Intake::new(backend, "").await;
+        // 30 MB: over the default 25 MiB limit.
+        let mut raw = b"From: big@contoso.com\r\nTo: support@example.com\r\nSubject: Huge scan\r\n\
+Message-ID: <huge@contoso.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee scan.\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+        let line = [b'Q'; 76];
+        while raw.len() < 30_000_000 {
+            raw.extend_from_slice(&line);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"--b--\r\n");
+        let stdout = intake.run_ok(&["ingest"], Some(&raw));
+        assert!(stdout.starts_with("rejected - "), "{stdout}");
+
+        let store = intake.store().await;
+        let (outcome, reason): (String, String) = on_pool!(&store, pool => {
+            sqlx::query_as("SELECT outcome, reason FROM ingest_log").fetch_one(pool).await.expect("log row")
+        });
+        assert_eq!(outcome, "rejected");
+        assert!(reason.contains("max_message_bytes = 26214400"), "{reason}");
+        let (stored, subject): (Vec<u8>, String) = on_pool!(&store, pool => {
+            sqlx::query_as("SELECT raw, subject FROM messages").fetch_one(pool).await.expect("message row")
+        });
+        assert!(stored == raw, "the raw bytes are kept whole");
+        assert_eq!(subject, "Huge scan", "the headers are still read");
+        assert_eq!(
+            scalar_i64(&store, "SELECT count(*) FROM incidents").await,
+            0
+        );
+        assert_eq!(
+            scalar_i64(&store, "SELECT count(*) FROM clients").await,
+            0,
+            "no registration"
+        );
+        store.close().await;
+    }
+);
+
+on_both_backends!(
+    pending_clients_are_held_until_approved,
+    |backend| async move {
+        let intake = Intake::new(
+            backend,
+            "[clients]\nauto_approve = false\npending_mail = \"hold\"\n",
+        )
+        .await;
+        intake.run_ok(&["ingest"], Some(&mail("new@contoso.com", "First", "h1@x")));
+        intake.run_ok(
+            &["ingest"],
+            Some(&mail("new@contoso.com", "Second", "h2@x")),
+        );
+        let store = intake.store().await;
+        assert_eq!(
+            strings(&store, "SELECT approval FROM clients").await,
+            vec!["pending"]
+        );
+        assert_eq!(
+            strings(&store, "SELECT folder FROM incidents ORDER BY id").await,
+            vec!["held", "held"]
+        );
+        assert_eq!(
+            strings(&store, "SELECT template FROM outbound ORDER BY id").await,
+            vec!["registration", "acknowledgement", "acknowledgement"]
+        );
+
+        // Staff approve the client in a database viewer: held incidents move to the inbox.
+        on_pool!(&store, pool => {
+            sqlx::query("UPDATE clients SET approval = 'approved' WHERE email = 'new@contoso.com'")
+                .execute(pool).await.expect("approve");
+        });
+        assert_eq!(
+            strings(&store, "SELECT folder FROM incidents ORDER BY id").await,
+            vec!["inbox", "inbox"]
+        );
+        assert_eq!(
+            scalar_i64(
+                &store,
+                "SELECT count(*) FROM incidents WHERE held_reason IS NOT NULL"
+            )
+            .await,
+            0
+        );
+        intake.run_ok(&["ingest"], Some(&mail("new@contoso.com", "Third", "h3@x")));
+        assert_eq!(
+            strings(&store, "SELECT folder FROM incidents ORDER BY id").await,
+            vec!["inbox", "inbox", "inbox"]
+        );
+        store.close().await;
+    }
+);
+
+on_both_backends!(
+    registration_off_rejects_strangers_but_keeps_threads,
+    |backend| async move {
+        let intake = Intake::new(backend, "[clients]\nauto_register = false\n").await;
+        let stdout = intake.run_ok(
+            &["ingest"],
+            Some(&mail("stranger@contoso.com", "Hi", "s1@x")),
+        );
+        assert!(stdout.starts_with("rejected - "), "{stdout}");
+        let store = intake.store().await;
+        assert_eq!(scalar_i64(&store, "SELECT count(*) FROM clients").await, 0);
+        assert_eq!(
+            scalar_i64(&store, "SELECT count(*) FROM messages").await,
+            1,
+            "raw bytes kept"
+        );
+        let reason = strings(&store, "SELECT reason FROM ingest_log").await;
+        assert!(reason[0].contains("auto_register is off"), "{reason:?}");
+
+        // A known client (added by staff) opens an incident; a stranger's reply joins it unregistered.
+        on_pool!(&store, pool => {
+            sqlx::query("INSERT INTO clients (email, organisation_id) SELECT 'known@contoso.com', id FROM organisations WHERE is_default")
+                .execute(pool).await.expect("add client");
+        });
+        let stdout = intake.run_ok(
+            &["ingest"],
+            Some(&mail("known@contoso.com", "Broken", "k1@x")),
+        );
+        assert!(stdout.starts_with("created "), "{stdout}");
+        let reply =
+            b"From: colleague@elsewhere.example\r\nSubject: Re: Broken\r\nMessage-ID: <k2@x>\r\n\
+In-Reply-To: <k1@x>\r\n\r\nMe too.\r\n";
+        let stdout = intake.run_ok(&["ingest"], Some(reply));
+        assert!(stdout.starts_with("appended "), "{stdout}");
+        assert_eq!(scalar_i64(&store, "SELECT count(*) FROM clients").await, 1);
+        store.close().await;
+    }
+);
+
+on_both_backends!(
+    concurrent_deliveries_record_each_message_once,
+    |backend| async move {
+        let intake = Intake::new(backend, "").await;
+        // Create the schema first, so the racers race on rows, not on migrations.
+        intake.run_ok(&["migrate"], None);
+        let same = mail("racer@race.example", "Same message four times", "race@x");
+        let file = intake.path("race.eml");
+        std::fs::write(&file, &same).expect("write");
+        let mut children = Vec::new();
+        for index in 0..6 {
+            // Four copies of one message and two other messages from the same new sender.
+            let path = if index < 4 {
+                file.clone()
+            } else {
+                let other = intake.path(&format!("other{index}.eml"));
+                std::fs::write(
+                    &other,
+                    mail("racer@race.example", "Another", &format!("other{index}@x")),
+                )
+                .expect("write");
+                other
+            };
+            children.push(
+                Command::new(env!("CARGO_BIN_EXE_intake"))
+                    .arg("-c")
+                    .arg(&intake.config)
+                    .arg("ingest")
+                    .arg(&path)
+                    .env("INTAKE_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn"),
+            );
+        }
+        let mut outcomes = Vec::new();
+        for child in children {
+            let output = child.wait_with_output().expect("wait");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            outcomes.push(parse_ingest_line(&String::from_utf8_lossy(&output.stdout)).outcome);
+        }
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            vec![
+                "created",
+                "created",
+                "created",
+                "duplicate",
+                "duplicate",
+                "duplicate"
+            ]
+        );
+        let store = intake.store().await;
+        assert_eq!(
+            scalar_i64(&store, "SELECT count(*) FROM incidents").await,
+            3
+        );
+        assert_eq!(scalar_i64(&store, "SELECT count(*) FROM clients").await, 1);
+        assert_eq!(
+            scalar_i64(&store, "SELECT count(*) FROM organisations").await,
+            2
+        );
+        assert_eq!(
+            scalar_i64(&store, "SELECT count(*) FROM ingest_log").await,
+            6
+        );
+        assert_eq!(
+            scalar_i64(
+                &store,
+                "SELECT count(*) FROM outbound WHERE template = 'registration'"
+            )
+            .await,
+            1
+        );
+        store.close().await;
+    }
+);
+
+#[test]
+fn database_unavailable_exits_tempfail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for url in [
+        "postgres://postgres@127.0.0.1:1/nothing_listens_here",
+        "sqlite:///proc/intake-cannot-write-here/intake.db",
+    ] {
+        let config = dir.path().join("intake.toml");
+        std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).expect("write");
+        let output = run_binary(&config, &["ingest"], Some(&mail("a@b.example", "x", "u@x")));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(75), "{url}: {stderr}");
+        assert!(stderr.contains("database"), "{stderr}");
+    }
+}
+
+#[test]
+fn bad_config_exits_78_naming_file_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("broken.toml");
+    std::fs::write(&config, "[limits]\nmax_message_byte = 5\n").expect("write");
+    let output = run_binary(&config, &["check-config"], None);
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("broken.toml: limits.max_message_byte: unknown field"),
+        "{stderr}"
+    );
+
+    let missing = dir.path().join("absent.toml");
+    let output = run_binary(&missing, &["ingest"], Some(b"From: a@b.example\r\n\r\nx"));
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("absent.toml"));
+}
+
+#[test]
+fn check_config_prints_effective_config_without_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("intake.toml");
+    std::fs::write(
+        &config,
+        "[database]\nurl = \"postgres://intake:s3cret-db@db.example/intake\"\n\
+         [[mailbox]]\nname = \"support\"\naddress = \"support@example.com\"\nhost = \"imap.example.com\"\n\
+         username = \"support\"\npassword = \"s3cret-imap\"\n",
+    )
+    .expect("write");
+    let output = run_binary(&config, &["check-config"], None);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    assert!(
+        stdout.contains("postgres://intake:***@db.example/intake"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("max_message_bytes = 26214400"), "{stdout}");
+}
