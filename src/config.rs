@@ -100,7 +100,7 @@ pub enum AfterIngest {
 }
 
 /// Where a password comes from. Only the inline form holds the secret itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PasswordSource {
     File(PathBuf),
@@ -178,7 +178,7 @@ pub struct LimitSettings {
     pub max_message_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MailboxSettings {
     pub name: String,
     pub department: String,
@@ -194,6 +194,8 @@ pub struct MailboxSettings {
     pub after_ingest: AfterIngest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub move_to: Option<String>,
+    /// Where a message over `max_message_bytes` is moved after its headers are recorded.
+    pub oversized_folder: String,
     pub idle: bool,
     #[serde(serialize_with = "serialize_duration")]
     pub poll_interval: Duration,
@@ -395,6 +397,7 @@ struct RawMailbox {
     folders: Option<Vec<String>>,
     after_ingest: Option<AfterIngest>,
     move_to: Option<String>,
+    oversized_folder: Option<String>,
     idle: Option<bool>,
     poll_interval: Option<String>,
 }
@@ -750,6 +753,10 @@ impl RawMailbox {
             folders,
             after_ingest,
             move_to: self.move_to,
+            oversized_folder: self
+                .oversized_folder
+                .filter(|folder| !folder.trim().is_empty())
+                .unwrap_or_else(|| "Oversized".to_string()),
             idle: self.idle.unwrap_or(true),
             poll_interval,
         })

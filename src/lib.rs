@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod imap;
 pub mod ingest;
 pub mod message;
 pub mod pipeline;

@@ -44,6 +44,10 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             print!("{}", settings.to_toml());
             eprintln!("intake: {} is valid", settings.source.display());
         }
+        Command::Run => {
+            let store = cli::open_store(&settings).await?;
+            intake::daemon::run(&cli.config, settings, store).await?;
+        }
         Command::Migrate => {
             let store = cli::open_store(&settings).await?;
             println!("database is up to date ({})", store.backend());

@@ -69,6 +69,8 @@ pub struct Origin {
     pub department: Option<String>,
     /// False when only the headers were fetched (an oversized message left on the server).
     pub raw_is_complete: bool,
+    /// The whole message's size as the server declared it, when only part was fetched.
+    pub declared_size_bytes: Option<u64>,
 }
 
 /// Why a message could not be read as a message.
@@ -130,7 +132,11 @@ pub struct Inbound {
 impl Inbound {
     /// Reads `raw`. Messages over `max_message_bytes` are read for their headers only.
     pub fn parse(raw: &[u8], max_message_bytes: u64) -> Inbound {
-        let size_bytes = raw.len() as u64;
+        Inbound::parse_sized(raw, raw.len() as u64, max_message_bytes)
+    }
+
+    /// Reads `raw`, which may be only the headers of a message of `size_bytes`.
+    pub fn parse_sized(raw: &[u8], size_bytes: u64, max_message_bytes: u64) -> Inbound {
         let raw_sha256 = sha256_hex(raw);
         let too_large = size_bytes > max_message_bytes;
         let parsed = catch_unwind(AssertUnwindSafe(|| {

@@ -5,31 +5,65 @@
 //! raw bytes, and only `StoreError::Unavailable` reaches the caller, who must keep the message
 //! and try again later.
 
+use std::sync::{Arc, RwLock};
+
 use crate::config::Settings;
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{Policy, decide};
 use crate::message::{Inbound, Origin};
 use crate::store::apply::{Applied, Received, apply, record_failure};
+use crate::store::folders::{self, Checkpoint};
 use crate::store::{Store, StoreError, facts};
 
 /// A race with another writer is retried this many times before it counts as a failure.
 const MAX_CONFLICT_ATTEMPTS: usize = 5;
 
+/// Cheap to clone: clones share the store and the rules, and `update` changes the rules for
+/// all of them at their next message.
 #[derive(Clone)]
 pub struct Pipeline {
     store: Store,
+    rules: Arc<RwLock<Arc<Rules>>>,
+}
+
+/// What the configuration says about deciding.
+struct Rules {
     policy: Policy,
     hash_format: HashFormat,
     max_message_bytes: u64,
+}
+
+impl Rules {
+    fn from_settings(settings: &Settings) -> Rules {
+        Rules {
+            policy: Policy::from_settings(settings),
+            hash_format: settings.incidents.hash_format.clone(),
+            max_message_bytes: settings.limits.max_message_bytes,
+        }
+    }
 }
 
 impl Pipeline {
     pub fn new(store: Store, settings: &Settings) -> Pipeline {
         Pipeline {
             store,
-            policy: Policy::from_settings(settings),
-            hash_format: settings.incidents.hash_format.clone(),
-            max_message_bytes: settings.limits.max_message_bytes,
+            rules: Arc::new(RwLock::new(Arc::new(Rules::from_settings(settings)))),
+        }
+    }
+
+    /// Applies a reloaded configuration to every clone, from their next message on.
+    pub fn update(&self, settings: &Settings) {
+        let rules = Arc::new(Rules::from_settings(settings));
+        match self.rules.write() {
+            Ok(mut current) => *current = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
+        }
+    }
+
+    fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(rules) => rules.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -37,9 +71,21 @@ impl Pipeline {
         &self.store
     }
 
-    /// Ingests one message and commits it. `Err` only when the database is unavailable.
-    pub async fn ingest(&self, raw: &[u8], origin: &Origin) -> Result<Applied, StoreError> {
-        let inbound = Inbound::parse(raw, self.max_message_bytes);
+    pub fn max_message_bytes(&self) -> u64 {
+        self.rules().max_message_bytes
+    }
+
+    /// Ingests one message and commits it, with the folder checkpoint when it came from IMAP.
+    /// `Err` only when the database is unavailable: the message stays at its source.
+    pub async fn ingest(
+        &self,
+        raw: &[u8],
+        origin: &Origin,
+        checkpoint: Option<&Checkpoint<'_>>,
+    ) -> Result<Applied, StoreError> {
+        let rules = self.rules();
+        let size_bytes = origin.declared_size_bytes.unwrap_or(raw.len() as u64);
+        let inbound = Inbound::parse_sized(raw, size_bytes, rules.max_message_bytes);
         let received = Received {
             inbound: &inbound,
             raw,
@@ -49,9 +95,14 @@ impl Pipeline {
         for _ in 0..MAX_CONFLICT_ATTEMPTS {
             let mut tx = self.store.begin().await?;
             let attempt = async {
-                let facts = facts::gather(&mut tx, &inbound, &self.hash_format).await?;
-                let decision = decide(&inbound, &facts, &self.policy);
-                apply(&mut tx, &received, &decision, &facts, &self.hash_format).await
+                let facts = facts::gather(&mut tx, &inbound, &rules.hash_format).await?;
+                let decision = decide(&inbound, &facts, &rules.policy);
+                let applied =
+                    apply(&mut tx, &received, &decision, &facts, &rules.hash_format).await?;
+                if let Some(checkpoint) = checkpoint {
+                    folders::advance(&mut tx, checkpoint).await?;
+                }
+                Ok(applied)
             }
             .await;
             match attempt {
@@ -71,7 +122,9 @@ impl Pipeline {
                 }
                 Err(StoreError::Failed(why)) => {
                     tx.rollback().await?;
-                    return self.record_failure(raw, &inbound, origin, &why).await;
+                    return self
+                        .record_failure(raw, &inbound, origin, checkpoint, &why)
+                        .await;
                 }
             }
         }
@@ -79,6 +132,7 @@ impl Pipeline {
             raw,
             &inbound,
             origin,
+            checkpoint,
             &format!("still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts: {last_conflict}"),
         )
         .await
@@ -89,11 +143,15 @@ impl Pipeline {
         raw: &[u8],
         inbound: &Inbound,
         origin: &Origin,
+        checkpoint: Option<&Checkpoint<'_>>,
         why: &str,
     ) -> Result<Applied, StoreError> {
         tracing::error!(source = %origin.source, error = %why, "message could not be applied; recording it as an error");
         let mut tx = self.store.begin().await?;
         let applied = record_failure(&mut tx, raw, inbound, origin, why).await?;
+        if let Some(checkpoint) = checkpoint {
+            folders::advance(&mut tx, checkpoint).await?;
+        }
         tx.commit().await?;
         log_line(origin, &applied);
         Ok(applied)

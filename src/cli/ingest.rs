@@ -49,6 +49,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> anyhow::Result<Inges
         mailbox: mailbox.clone(),
         department: department.clone(),
         raw_is_complete: true,
+        declared_size_bytes: None,
     };
 
     let store = super::open_store(settings).await?;
@@ -89,7 +90,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> anyhow::Result<Inges
 }
 
 async fn ingest_one(pipeline: &Pipeline, raw: &[u8], origin: &Origin) -> Result<(), StoreError> {
-    let applied = pipeline.ingest(raw, origin).await?;
+    let applied = pipeline.ingest(raw, origin, None).await?;
     println!(
         "{} {} {}",
         applied.outcome.as_str(),

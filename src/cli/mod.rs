@@ -24,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: watch every configured mailbox until SIGTERM (SIGHUP reloads).
+    Run,
     /// Ingest one message from stdin, or .eml files and Maildir folders (the MTA pipe mode).
     Ingest(ingest::IngestArgs),
     /// Apply database migrations and create the default organisation.

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod facts;
+pub mod folders;
 pub mod read;
 
 use std::str::FromStr;

@@ -1,0 +1,337 @@
+//! `intake run`: one task per mailbox folder, signals, configuration reload and the systemd
+//! notify protocol.
+//!
+//! SIGTERM or SIGINT: `STOPPING=1`, every task finishes the message in hand and logs out, then
+//! the process exits 0; a second signal exits at once. SIGHUP: reload the file; an invalid one
+//! is logged and the running configuration kept; otherwise `plan_reload` names the folder
+//! tasks to stop and to start. Exactly-once never relies on a clean stop: each message commits
+//! with its UID checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{MailboxSettings, Settings};
+use crate::imap::{self, Activity, FolderTask};
+use crate::pipeline::Pipeline;
+use crate::store::folders::FolderKey;
+use crate::store::{Store, StoreError};
+
+/// How long tasks get to finish the message in hand and log out.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How often the status line is refreshed when no watchdog asks for more.
+const STATUS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Folder tasks to stop and to start when the configuration changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    pub stop: Vec<FolderKey>,
+    pub start: Vec<FolderKey>,
+    /// A change that cannot take effect without a restart, for the log.
+    pub ignored: Vec<String>,
+}
+
+/// Pure: compares two configurations. A folder whose mailbox settings changed is restarted;
+/// the others keep running (the pipeline takes new rules in place, see `Pipeline::update`).
+pub fn plan_reload(old: &Settings, new: &Settings) -> ReloadPlan {
+    let old_folders = folders_of(old);
+    let new_folders = folders_of(new);
+    let mut plan = ReloadPlan::default();
+    for (key, mailbox) in &old_folders {
+        if new_folders.get(key) != Some(mailbox) {
+            plan.stop.push(key.clone());
+        }
+    }
+    for (key, mailbox) in &new_folders {
+        if old_folders.get(key) != Some(mailbox) {
+            plan.start.push(key.clone());
+        }
+    }
+    if old.database.url != new.database.url {
+        plan.ignored.push(
+            "database.url: a new database needs a restart; the running one is kept".to_string(),
+        );
+    }
+    plan
+}
+
+fn folders_of(settings: &Settings) -> BTreeMap<FolderKey, &MailboxSettings> {
+    settings
+        .mailboxes
+        .iter()
+        .flat_map(|mailbox| {
+            mailbox.folders.iter().map(move |folder| {
+                (
+                    FolderKey {
+                        mailbox: mailbox.name.clone(),
+                        folder: folder.clone(),
+                    },
+                    mailbox,
+                )
+            })
+        })
+        .collect()
+}
+
+struct Running {
+    settings: Settings,
+    pipeline: Pipeline,
+    tasks: BTreeMap<FolderKey, CancellationToken>,
+}
+
+/// Runs until SIGTERM or SIGINT. `Err` only when the database is gone at start.
+pub async fn run(config_path: &Path, settings: Settings, store: Store) -> Result<(), StoreError> {
+    let holder = format!(
+        "{}:{}:{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let activity = Arc::new(Activity::default());
+    let root = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut running = Running {
+        pipeline: Pipeline::new(store.clone(), &settings),
+        settings,
+        tasks: BTreeMap::new(),
+    };
+    let keys: Vec<FolderKey> = folders_of(&running.settings).into_keys().collect();
+    for key in keys {
+        start_task(&mut running, key, &holder, &activity, &root, &tracker);
+    }
+    if running.tasks.is_empty() {
+        tracing::warn!(
+            "no [[mailbox]] configured: nothing to watch until one is added and SIGHUP sent"
+        );
+    }
+
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return Err(StoreError::Failed(
+            "cannot install signal handlers".to_string(),
+        ));
+    };
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut tick =
+        tokio::time::interval(watchdog.map(|period| period / 2).unwrap_or(STATUS_INTERVAL));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&status(&running, &activity)),
+    ]);
+    tracing::info!(folders = running.tasks.len(), instance = %holder, "intake is running");
+
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                notify(&[NotifyState::Reloading]);
+                reload(config_path, &mut running, &holder, &activity, &root, &tracker);
+                notify(&[NotifyState::Ready, NotifyState::Status(&status(&running, &activity))]);
+            }
+            _ = tick.tick() => {
+                // The watchdog is fed only while the runtime turns and the database answers.
+                if watchdog.is_some() && database_answers(&store).await {
+                    notify(&[NotifyState::Watchdog]);
+                }
+                notify(&[NotifyState::Status(&status(&running, &activity))]);
+            }
+        }
+    }
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    tracing::info!("stopping: finishing the messages in hand");
+    root.cancel();
+    tracker.close();
+    tokio::select! {
+        _ = tracker.wait() => tracing::info!("all mailboxes logged out"),
+        _ = tokio::time::sleep(STOP_GRACE) => tracing::warn!("mailboxes did not stop within {STOP_GRACE:?}; exiting anyway"),
+        _ = terminate.recv() => tracing::warn!("second signal: exiting at once"),
+        _ = interrupt.recv() => tracing::warn!("second signal: exiting at once"),
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn start_task(
+    running: &mut Running,
+    key: FolderKey,
+    holder: &str,
+    activity: &Arc<Activity>,
+    root: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let Some(mailbox) = running
+        .settings
+        .mailboxes
+        .iter()
+        .find(|mailbox| mailbox.name == key.mailbox)
+        .cloned()
+    else {
+        return;
+    };
+    let stop = root.child_token();
+    let task = FolderTask {
+        key: key.clone(),
+        mailbox,
+        pipeline: running.pipeline.clone(),
+        holder: holder.to_string(),
+        activity: activity.clone(),
+    };
+    tracker.spawn(imap::run_folder(task, stop.clone()));
+    running.tasks.insert(key, stop);
+}
+
+fn reload(
+    config_path: &Path,
+    running: &mut Running,
+    holder: &str,
+    activity: &Arc<Activity>,
+    root: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let new = match Settings::load(config_path) {
+        Ok(new) => new,
+        Err(error) => {
+            tracing::error!(%error, "reload refused: the running configuration is kept");
+            return;
+        }
+    };
+    let plan = plan_reload(&running.settings, &new);
+    for ignored in &plan.ignored {
+        tracing::warn!("reload: {ignored}");
+    }
+    let mut new = new;
+    new.database = running.settings.database.clone();
+    for key in &plan.stop {
+        if let Some(stop) = running.tasks.remove(key) {
+            stop.cancel();
+        }
+    }
+    running.pipeline.update(&new);
+    running.settings = new;
+    for key in plan.start.iter().cloned() {
+        start_task(running, key, holder, activity, root, tracker);
+    }
+    tracing::info!(
+        stopped = plan.stop.len(),
+        started = plan.start.len(),
+        folders = running.tasks.len(),
+        "configuration reloaded"
+    );
+}
+
+async fn database_answers(store: &Store) -> bool {
+    let check = async {
+        crate::on_pool!(store, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    };
+    tokio::time::timeout(Duration::from_secs(5), check)
+        .await
+        .unwrap_or(false)
+}
+
+fn status(running: &Running, activity: &Activity) -> String {
+    format!(
+        "{} folders watched, {} messages ingested",
+        running.tasks.len(),
+        activity.messages.load(Ordering::Relaxed)
+    )
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::debug!(%error, "sd_notify failed");
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Settings {
+        Settings::parse(text, Path::new("intake.toml")).expect("valid test config")
+    }
+
+    fn mailbox(name: &str, folders: &str, extra: &str) -> String {
+        format!(
+            "[[mailbox]]\nname = \"{name}\"\naddress = \"{name}@example.com\"\nhost = \"imap.example.com\"\n\
+             username = \"{name}\"\npassword = \"x\"\nfolders = {folders}\n{extra}\n"
+        )
+    }
+
+    fn keys(list: &[(&str, &str)]) -> Vec<FolderKey> {
+        list.iter()
+            .map(|(mailbox, folder)| FolderKey {
+                mailbox: mailbox.to_string(),
+                folder: folder.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reload_plans() {
+        let base = format!(
+            "{}{}",
+            mailbox("support", "[\"INBOX\"]", ""),
+            mailbox("sales", "[\"INBOX\"]", "")
+        );
+        let old = settings(&base);
+
+        assert_eq!(
+            plan_reload(&old, &settings(&base)),
+            ReloadPlan::default(),
+            "nothing changed"
+        );
+
+        let added = format!("{base}{}", mailbox("billing", "[\"INBOX\", \"Later\"]", ""));
+        let plan = plan_reload(&old, &settings(&added));
+        assert_eq!(
+            plan.start,
+            keys(&[("billing", "INBOX"), ("billing", "Later")])
+        );
+        assert!(plan.stop.is_empty());
+
+        let removed = mailbox("support", "[\"INBOX\"]", "");
+        let plan = plan_reload(&old, &settings(&removed));
+        assert_eq!(plan.stop, keys(&[("sales", "INBOX")]));
+        assert!(plan.start.is_empty());
+
+        let changed = format!(
+            "{}{}",
+            mailbox("support", "[\"INBOX\"]", "poll_interval = \"5s\""),
+            mailbox("sales", "[\"INBOX\"]", "")
+        );
+        let plan = plan_reload(&old, &settings(&changed));
+        assert_eq!(plan.stop, keys(&[("support", "INBOX")]));
+        assert_eq!(plan.start, keys(&[("support", "INBOX")]));
+
+        let policy = format!("[clients]\nauto_approve = false\n{base}");
+        let plan = plan_reload(&old, &settings(&policy));
+        assert!(
+            plan.stop.is_empty() && plan.start.is_empty(),
+            "rules change in place"
+        );
+
+        let moved = format!("[database]\nurl = \"postgres://db/intake\"\n{base}");
+        let plan = plan_reload(&old, &settings(&moved));
+        assert_eq!(plan.ignored.len(), 1);
+    }
+}

@@ -1,0 +1,731 @@
+//! A task per mailbox folder: hold the folder's lease, log in, fetch what is new, ingest it
+//! through the pipeline with its UID checkpoint, apply the after-ingest action, then wait with
+//! IDLE or poll. Any error: log it, record it for staff, reconnect with capped backoff.
+//!
+//! Exactly once: the checkpoint commits with each message; the after-ingest action runs only
+//! after that commit. A crash in between leaves the message in the folder, and the recovery
+//! pass at the next login finds it again, which the pipeline records as a `duplicate`.
+//! Never deletes a message whose bytes were not all stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::{Client, Session};
+use futures_util::TryStreamExt;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AfterIngest, MailboxSettings, Security};
+use crate::message::Origin;
+use crate::pipeline::Pipeline;
+use crate::store::StoreError;
+use crate::store::folders::{self, Checkpoint, FolderKey};
+
+/// One IMAP command may take this long before the connection is presumed dead.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Fetching a batch of bodies may take longer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// UIDs whose sizes are asked for in one command.
+const SIZE_CHUNK: usize = 500;
+/// Bodies fetched in one command, at most this many bytes (one larger message goes alone).
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Bodies fetched in one command, at most this many messages.
+const BATCH_MESSAGES: usize = 100;
+/// IDLE is restarted this often, well before servers drop it (RFC 2177: 29 minutes).
+const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
+/// A folder lease lasts this long unless renewed; another instance takes over after it.
+pub const LEASE_TTL: Duration = Duration::from_secs(45);
+/// The lease is renewed this often.
+const LEASE_RENEW: Duration = Duration::from_secs(15);
+/// How often a waiting instance asks for a lease held by another.
+const LEASE_RETRY: Duration = Duration::from_secs(10);
+
+/// What went wrong with a mailbox; every variant is retried after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("cannot connect to {0}")]
+    Connect(String),
+    #[error("TLS with {0}")]
+    Tls(String),
+    #[error("login refused for {0}")]
+    Login(String),
+    #[error("IMAP {0}")]
+    Protocol(String),
+    #[error("no answer within {0:?} to {1}")]
+    Timeout(Duration, &'static str),
+    #[error("cannot read {0}")]
+    Local(String),
+    #[error(transparent)]
+    Database(#[from] StoreError),
+}
+
+/// Counters the daemon shows in its status line.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pub messages: AtomicU64,
+}
+
+/// Everything a folder task needs; cloned per task.
+#[derive(Clone)]
+pub struct FolderTask {
+    pub key: FolderKey,
+    pub mailbox: MailboxSettings,
+    pub pipeline: Pipeline,
+    /// Identifies this instance in `mailbox_folders.lease_holder`.
+    pub holder: String,
+    pub activity: Arc<Activity>,
+}
+
+/// Capped exponential backoff with ±20% jitter: 1 s, 2 s, 4 s … 5 min.
+/// `jitter` is a number in [0, 1) drawn by the caller, so this stays a pure function.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    let base = 2f64.powi(attempt.min(16) as i32).min(300.0);
+    let factor = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
+    Duration::from_secs_f64((base * factor).min(300.0))
+}
+
+/// Runs one folder until `stop` is cancelled. Never returns early on error.
+pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
+    let store = task.pipeline.store().clone();
+    let mut attempt: u32 = 0;
+    let mut last_logged: Option<String> = None;
+    loop {
+        if !wait_for_lease(&task, &stop).await {
+            return;
+        }
+        let session_stop = stop.child_token();
+        let keeper = tokio::spawn(keep_lease(task.clone(), session_stop.clone()));
+        let mut connected = false;
+        let result = run_session(&task, &session_stop, &mut connected).await;
+        keeper.abort();
+        if connected {
+            attempt = 0;
+        }
+        match result {
+            Ok(()) if stop.is_cancelled() => {
+                if let Err(error) = folders::release_lease(&store, &task.key, &task.holder).await {
+                    tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, %error, "cannot release the folder lease");
+                }
+                return;
+            }
+            Ok(()) => {
+                tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, "folder lease lost to another instance; waiting to take it back");
+            }
+            Err(error) => {
+                let text = error.to_string();
+                // Log each distinct failure once; a repeat of the same one is only debug.
+                if last_logged.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "mailbox failed; reconnecting with backoff");
+                    last_logged = Some(text.clone());
+                } else {
+                    tracing::debug!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "mailbox still failing");
+                }
+                let _ = folders::record_error(&store, &task.key, &text).await;
+                let delay = backoff(attempt, rand::random::<f64>());
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        let _ = folders::release_lease(&store, &task.key, &task.holder).await;
+                        return;
+                    }
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Waits until this instance holds the folder; false when stopped first.
+async fn wait_for_lease(task: &FolderTask, stop: &CancellationToken) -> bool {
+    let store = task.pipeline.store();
+    let mut told = false;
+    loop {
+        match folders::acquire_lease(store, &task.key, &task.holder, LEASE_TTL).await {
+            Ok(true) => return true,
+            Ok(false) if !told => {
+                tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, "another instance holds this folder; standing by");
+                told = true;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, %error, "cannot take the folder lease")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(LEASE_RETRY) => {}
+        }
+    }
+}
+
+/// Renews the lease; cancels `session_stop` if another instance took it meanwhile.
+async fn keep_lease(task: FolderTask, session_stop: CancellationToken) {
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        match folders::acquire_lease(task.pipeline.store(), &task.key, &task.holder, LEASE_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                session_stop.cancel();
+                return;
+            }
+            // The database is away: ingestion fails anyway; keep trying while the lease lasts.
+            Err(error) => {
+                tracing::debug!(%error, "cannot renew the folder lease")
+            }
+        }
+    }
+}
+
+type ImapSession = Session<Transport>;
+
+async fn run_session(
+    task: &FolderTask,
+    stop: &CancellationToken,
+    connected: &mut bool,
+) -> Result<(), ImapError> {
+    let mailbox = &task.mailbox;
+    let store = task.pipeline.store();
+    let mut session = connect(mailbox).await?;
+    let capabilities = timed("CAPABILITY", COMMAND_TIMEOUT, session.capabilities()).await?;
+    let can_idle = capabilities.has_str("IDLE");
+    let can_move = capabilities.has_str("MOVE");
+    let selected = timed("SELECT", COMMAND_TIMEOUT, session.select(&task.key.folder)).await?;
+    let uid_validity = selected.uid_validity.ok_or_else(|| {
+        ImapError::Protocol(format!("SELECT {}: no UIDVALIDITY", task.key.folder))
+    })?;
+    let mut state = folders::state(store, &task.key).await?;
+    if state.uid_validity != Some(uid_validity) {
+        if let Some(previous) = state.uid_validity {
+            tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, previous, current = uid_validity,
+                "UIDVALIDITY changed: rescanning the whole folder; stored messages come back as duplicates");
+        }
+        folders::reset(store, &task.key, uid_validity).await?;
+        state.last_uid = 0;
+    }
+    *connected = true;
+    tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, idle = can_idle && mailbox.idle, "mailbox connected");
+
+    let mut folder = Folder {
+        task,
+        uid_validity,
+        last_uid: state.last_uid,
+        can_move,
+        oversized_folder_ready: false,
+    };
+
+    // Recovery: messages at or below the checkpoint still waiting for their after-ingest action.
+    let pending_query = match mailbox.after_ingest {
+        AfterIngest::Seen => "UNSEEN",
+        AfterIngest::Move | AfterIngest::Delete => "ALL",
+    };
+    let pending = search(&mut session, pending_query, |uid| uid <= folder.last_uid).await?;
+    folder.process(&mut session, pending, stop).await?;
+
+    loop {
+        let query = format!("UID {}:*", folder.last_uid.saturating_add(1));
+        let last_uid = folder.last_uid;
+        let new = search(&mut session, &query, |uid| uid > last_uid).await?;
+        folder.process(&mut session, new, stop).await?;
+        folders::record_success(store, &task.key).await?;
+        if stop.is_cancelled() {
+            break;
+        }
+        if can_idle && mailbox.idle {
+            session = idle(session, stop).await?;
+        } else {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(mailbox.poll_interval) => {}
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+    }
+    let _ = timed("LOGOUT", Duration::from_secs(5), session.logout()).await;
+    Ok(())
+}
+
+/// UIDs matching `query`, sorted, filtered (`n:*` always returns the highest UID).
+async fn search(
+    session: &mut ImapSession,
+    query: &str,
+    keep: impl Fn(u32) -> bool,
+) -> Result<Vec<u32>, ImapError> {
+    let found = timed("UID SEARCH", COMMAND_TIMEOUT, session.uid_search(query)).await?;
+    let mut uids: Vec<u32> = found.into_iter().filter(|uid| keep(*uid)).collect();
+    uids.sort_unstable();
+    Ok(uids)
+}
+
+struct Folder<'a> {
+    task: &'a FolderTask,
+    uid_validity: u32,
+    last_uid: u32,
+    can_move: bool,
+    oversized_folder_ready: bool,
+}
+
+impl Folder<'_> {
+    /// Ingests `uids` in order, in bounded batches; stops between messages when asked.
+    async fn process(
+        &mut self,
+        session: &mut ImapSession,
+        uids: Vec<u32>,
+        stop: &CancellationToken,
+    ) -> Result<(), ImapError> {
+        let max_bytes = self.task.pipeline.max_message_bytes();
+        for chunk in uids.chunks(SIZE_CHUNK) {
+            let sizes = fetch_sizes(session, chunk).await?;
+            let mut batch: Vec<u32> = Vec::new();
+            let mut batch_bytes = 0u64;
+            for uid in chunk {
+                let Some(size) = sizes.get(uid).copied() else {
+                    continue; // expunged meanwhile
+                };
+                if size > max_bytes {
+                    self.flush(session, &mut batch, stop).await?;
+                    batch_bytes = 0;
+                    self.oversized(session, *uid, size).await?;
+                } else {
+                    if !batch.is_empty()
+                        && (batch_bytes + size > BATCH_BYTES || batch.len() >= BATCH_MESSAGES)
+                    {
+                        self.flush(session, &mut batch, stop).await?;
+                        batch_bytes = 0;
+                    }
+                    batch.push(*uid);
+                    batch_bytes += size;
+                }
+                if stop.is_cancelled() {
+                    break;
+                }
+            }
+            self.flush(session, &mut batch, stop).await?;
+            if stop.is_cancelled() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn origin(&self, uid: u32) -> Origin {
+        Origin {
+            source: format!(
+                "imap:{}/{} uid {uid}",
+                self.task.key.mailbox, self.task.key.folder
+            ),
+            mailbox: Some(self.task.mailbox.name.clone()),
+            department: Some(self.task.mailbox.department.clone()),
+            raw_is_complete: true,
+            declared_size_bytes: None,
+        }
+    }
+
+    /// Fetches and ingests `batch`, then applies the after-ingest action to what was committed.
+    async fn flush(
+        &mut self,
+        session: &mut ImapSession,
+        batch: &mut Vec<u32>,
+        stop: &CancellationToken,
+    ) -> Result<(), ImapError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let uids = std::mem::take(batch);
+        let bodies = fetch_bodies(session, &uids, "BODY.PEEK[]").await?;
+        let mut done = Vec::with_capacity(bodies.len());
+        for (uid, raw) in bodies {
+            // Invariant: a message is finished (committed) before a stop is honoured.
+            if stop.is_cancelled() {
+                break;
+            }
+            self.ingest(uid, &raw, self.origin(uid)).await?;
+            done.push(uid);
+        }
+        self.after_ingest(session, &done).await
+    }
+
+    async fn ingest(&mut self, uid: u32, raw: &[u8], origin: Origin) -> Result<(), ImapError> {
+        let checkpoint = Checkpoint {
+            key: &self.task.key,
+            uid_validity: self.uid_validity,
+            uid,
+        };
+        let applied = self
+            .task
+            .pipeline
+            .ingest(raw, &origin, Some(&checkpoint))
+            .await?;
+        self.last_uid = self.last_uid.max(uid);
+        self.task.activity.messages.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(uid, outcome = applied.outcome.as_str(), "committed");
+        Ok(())
+    }
+
+    /// Records an oversized message by its headers and moves it aside; never deletes it.
+    async fn oversized(
+        &mut self,
+        session: &mut ImapSession,
+        uid: u32,
+        size: u64,
+    ) -> Result<(), ImapError> {
+        let headers = fetch_bodies(session, &[uid], "BODY.PEEK[HEADER]").await?;
+        let Some((_, raw)) = headers.into_iter().next() else {
+            return Ok(()); // expunged meanwhile
+        };
+        let mut origin = self.origin(uid);
+        origin.raw_is_complete = false;
+        origin.declared_size_bytes = Some(size);
+        self.ingest(uid, &raw, origin).await?;
+        let target = self.task.mailbox.oversized_folder.clone();
+        if !self.oversized_folder_ready {
+            // Fails harmlessly when the folder exists already.
+            let _ = timed("CREATE", COMMAND_TIMEOUT, session.create(&target)).await;
+            self.oversized_folder_ready = true;
+        }
+        self.move_to(session, &[uid], &target).await
+    }
+
+    async fn after_ingest(&self, session: &mut ImapSession, uids: &[u32]) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        match self.task.mailbox.after_ingest {
+            AfterIngest::Seen => store_flags(session, uids, "+FLAGS.SILENT (\\Seen)").await,
+            AfterIngest::Move => {
+                let target = self.task.mailbox.move_to.clone().unwrap_or_default();
+                self.move_to(session, uids, &target).await
+            }
+            AfterIngest::Delete => {
+                store_flags(session, uids, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
+                expunge(session, uids).await
+            }
+        }
+    }
+
+    async fn move_to(
+        &self,
+        session: &mut ImapSession,
+        uids: &[u32],
+        target: &str,
+    ) -> Result<(), ImapError> {
+        let set = uid_set(uids);
+        if self.can_move {
+            timed("UID MOVE", COMMAND_TIMEOUT, session.uid_mv(&set, target)).await?;
+            return Ok(());
+        }
+        // RFC 6851 fallback: copy, then delete the original.
+        timed("UID COPY", COMMAND_TIMEOUT, session.uid_copy(&set, target)).await?;
+        store_flags(session, uids, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
+        expunge(session, uids).await
+    }
+}
+
+async fn store_flags(
+    session: &mut ImapSession,
+    uids: &[u32],
+    change: &str,
+) -> Result<(), ImapError> {
+    let set = uid_set(uids);
+    let drained = async {
+        let stream = session.uid_store(&set, change).await?;
+        let _: Vec<_> = stream.try_collect().await?;
+        Ok::<(), async_imap::error::Error>(())
+    };
+    timed("UID STORE", COMMAND_TIMEOUT, drained).await
+}
+
+async fn expunge(session: &mut ImapSession, uids: &[u32]) -> Result<(), ImapError> {
+    let set = uid_set(uids);
+    let drained = async {
+        let stream = session.uid_expunge(&set).await?;
+        let _: Vec<_> = stream.try_collect().await?;
+        Ok::<(), async_imap::error::Error>(())
+    };
+    timed("UID EXPUNGE", COMMAND_TIMEOUT, drained).await
+}
+
+async fn fetch_sizes(
+    session: &mut ImapSession,
+    uids: &[u32],
+) -> Result<HashMap<u32, u64>, ImapError> {
+    let set = uid_set(uids);
+    let drained = async {
+        let stream = session.uid_fetch(&set, "(UID RFC822.SIZE)").await?;
+        let fetches: Vec<_> = stream.try_collect().await?;
+        Ok::<_, async_imap::error::Error>(
+            fetches
+                .iter()
+                .filter_map(|fetch| Some((fetch.uid?, u64::from(fetch.size?))))
+                .collect(),
+        )
+    };
+    timed("UID FETCH RFC822.SIZE", COMMAND_TIMEOUT, drained).await
+}
+
+/// `(uid, bytes)` in UID order for a BODY.PEEK section.
+async fn fetch_bodies(
+    session: &mut ImapSession,
+    uids: &[u32],
+    section: &str,
+) -> Result<Vec<(u32, Vec<u8>)>, ImapError> {
+    let set = uid_set(uids);
+    let query = format!("(UID {section})");
+    let headers_only = section.contains("HEADER");
+    let drained = async {
+        let stream = session.uid_fetch(&set, &query).await?;
+        let fetches: Vec<_> = stream.try_collect().await?;
+        let mut bodies = BTreeMap::new();
+        for fetch in &fetches {
+            let bytes = if headers_only {
+                fetch.header()
+            } else {
+                fetch.body()
+            };
+            if let (Some(uid), Some(bytes)) = (fetch.uid, bytes) {
+                bodies.insert(uid, bytes.to_vec());
+            }
+        }
+        Ok::<_, async_imap::error::Error>(bodies.into_iter().collect())
+    };
+    timed("UID FETCH BODY", FETCH_TIMEOUT, drained).await
+}
+
+/// `1,2,5` for a UID list.
+fn uid_set(uids: &[u32]) -> String {
+    uids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Waits in IDLE until the server reports a change, the renewal time comes, or `stop`.
+async fn idle(session: ImapSession, stop: &CancellationToken) -> Result<ImapSession, ImapError> {
+    let mut handle = session.idle();
+    timed("IDLE", COMMAND_TIMEOUT, handle.init()).await?;
+    {
+        let (wait, interrupt) = handle.wait_with_timeout(IDLE_RENEW);
+        tokio::select! {
+            result = wait => {
+                result.map_err(|error| ImapError::Protocol(format!("IDLE: {error}")))?;
+            }
+            _ = stop.cancelled() => drop(interrupt),
+            _ = tokio::time::sleep(IDLE_RENEW) => {}
+        }
+    }
+    timed("DONE", COMMAND_TIMEOUT, handle.done()).await
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: &'static str,
+    limit: Duration,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, ImapError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(ImapError::Protocol(format!("{what}: {error}"))),
+        Err(_) => Err(ImapError::Timeout(limit, what)),
+    }
+}
+
+/// Connects, upgrades to TLS as configured, reads the greeting and logs in.
+pub async fn connect(mailbox: &MailboxSettings) -> Result<ImapSession, ImapError> {
+    let address = format!("{}:{}", mailbox.host, mailbox.port);
+    let tcp = tokio::time::timeout(COMMAND_TIMEOUT, TcpStream::connect(&address))
+        .await
+        .map_err(|_| ImapError::Connect(format!("{address}: timed out")))?
+        .map_err(|error| ImapError::Connect(format!("{address}: {error}")))?;
+    // A half-open connection would otherwise hang a read forever.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(5);
+    let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+
+    let client = match mailbox.security {
+        Security::Tls => {
+            let tls = tls_wrap(mailbox, tcp).await?;
+            let mut client = Client::new(Transport::Tls(Box::new(tls)));
+            greeting(&mut client, &address).await?;
+            client
+        }
+        Security::Starttls => {
+            let mut client = Client::new(Transport::Plain(tcp));
+            greeting(&mut client, &address).await?;
+            timed(
+                "STARTTLS",
+                COMMAND_TIMEOUT,
+                client.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await?;
+            let Transport::Plain(tcp) = client.into_inner() else {
+                return Err(ImapError::Protocol("STARTTLS on a TLS stream".to_string()));
+            };
+            let tls = tls_wrap(mailbox, tcp).await?;
+            Client::new(Transport::Tls(Box::new(tls)))
+        }
+        Security::Plain => {
+            let mut client = Client::new(Transport::Plain(tcp));
+            greeting(&mut client, &address).await?;
+            client
+        }
+    };
+    let password = mailbox.password.read().map_err(|error| {
+        ImapError::Local(format!(
+            "the password for mailbox {}: {error}",
+            mailbox.name
+        ))
+    })?;
+    match tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        client.login(&mailbox.username, password.expose()),
+    )
+    .await
+    {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err((error, _))) => Err(ImapError::Login(format!(
+            "{} at {address}: {error}",
+            mailbox.username
+        ))),
+        Err(_) => Err(ImapError::Timeout(COMMAND_TIMEOUT, "LOGIN")),
+    }
+}
+
+async fn greeting(client: &mut Client<Transport>, address: &str) -> Result<(), ImapError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, client.read_response()).await {
+        Ok(Ok(Some(_))) => Ok(()),
+        Ok(Ok(None)) => Err(ImapError::Connect(format!(
+            "{address}: closed before the greeting"
+        ))),
+        Ok(Err(error)) => Err(ImapError::Connect(format!("{address}: {error}"))),
+        Err(_) => Err(ImapError::Timeout(COMMAND_TIMEOUT, "greeting")),
+    }
+}
+
+async fn tls_wrap(
+    mailbox: &MailboxSettings,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, ImapError> {
+    let connector = TlsConnector::from(Arc::new(tls_config(mailbox)?));
+    let server_name = ServerName::try_from(mailbox.host.clone())
+        .map_err(|error| ImapError::Tls(format!("{}: invalid host name: {error}", mailbox.host)))?;
+    tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| ImapError::Timeout(COMMAND_TIMEOUT, "TLS handshake"))?
+        .map_err(|error| ImapError::Tls(format!("{}: {error}", mailbox.host)))
+}
+
+/// The system's trusted roots, plus `ca_file` when given. Verification is always on.
+fn tls_config(mailbox: &MailboxSettings) -> Result<rustls::ClientConfig, ImapError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = &mailbox.ca_file {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| ImapError::Local(format!("ca_file {}: {error}", path.display())))?;
+        let (added, _) = roots.add_parsable_certificates(certificates);
+        if added == 0 {
+            return Err(ImapError::Local(format!(
+                "ca_file {}: no certificate in it",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ImapError::Tls(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A plain or TLS connection, as async-imap's stream.
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Transport::Plain(_) => "Transport::Plain",
+            Transport::Tls(_) => "Transport::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_flush(context),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(context),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(context),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert_eq!(backoff(0, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(3, 0.5), Duration::from_secs(8));
+        assert_eq!(backoff(30, 0.5), Duration::from_secs(300));
+        assert_eq!(
+            backoff(30, 1.0),
+            Duration::from_secs(300),
+            "jitter never passes the cap"
+        );
+        assert!(backoff(4, 0.0) < backoff(4, 0.99));
+        assert_eq!(backoff(2, 0.0), Duration::from_secs_f64(3.2));
+    }
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[1, 2, 9]), "1,2,9");
+    }
+}

@@ -1,0 +1,182 @@
+//! IMAP folder state in `mailbox_folders`: the UID checkpoint, the lease that lets one instance
+//! ingest a folder at a time, and the last success or error, for staff and `/health`.
+//!
+//! Invariant: `advance` runs in the transaction that stores the message it names, so after a
+//! crash the checkpoint never claims a message the database does not hold.
+
+use std::time::Duration;
+
+use crate::on_pool;
+use crate::on_tx;
+
+use super::{Store, StoreError, Timestamp, Tx};
+
+/// One watched folder of one configured mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FolderKey {
+    pub mailbox: String,
+    pub folder: String,
+}
+
+/// "Everything up to `uid` under `uid_validity` is stored."
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint<'a> {
+    pub key: &'a FolderKey,
+    pub uid_validity: u32,
+    pub uid: u32,
+}
+
+/// Where ingestion of a folder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderState {
+    pub uid_validity: Option<u32>,
+    pub last_uid: u32,
+}
+
+fn after(now: Timestamp, duration: Duration) -> Timestamp {
+    Timestamp(now.0 + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX))
+}
+
+/// Takes or renews the lease on `key` for `holder`; false while another live holder has it.
+pub async fn acquire_lease(
+    store: &Store,
+    key: &FolderKey,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let now = Timestamp::now();
+    let expires = after(now, ttl);
+    let mut tx = store.begin().await?;
+    let taken: Option<String> = on_tx!(&mut tx, conn => {
+        sqlx::query(
+            "INSERT INTO mailbox_folders (mailbox, folder, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query_scalar(
+            "UPDATE mailbox_folders SET lease_holder = $3, lease_expires_at = $4, updated_at = $5 \
+             WHERE mailbox = $1 AND folder = $2 AND (lease_holder IS NULL OR lease_holder = $3 \
+             OR lease_expires_at IS NULL OR lease_expires_at < $5) RETURNING lease_holder",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(holder)
+        .bind(expires)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?
+    });
+    tx.commit().await?;
+    Ok(taken.is_some())
+}
+
+/// Gives the lease up at once, so another instance need not wait for it to expire.
+pub async fn release_lease(store: &Store, key: &FolderKey, holder: &str) -> Result<(), StoreError> {
+    on_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE mailbox_folders SET lease_holder = NULL, lease_expires_at = NULL \
+             WHERE mailbox = $1 AND folder = $2 AND lease_holder = $3",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(holder)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+pub async fn state(store: &Store, key: &FolderKey) -> Result<FolderState, StoreError> {
+    let row: Option<(Option<i64>, i64)> = on_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT uid_validity, last_uid FROM mailbox_folders WHERE mailbox = $1 AND folder = $2",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .fetch_optional(pool)
+        .await?
+    });
+    let (uid_validity, last_uid) = row.unwrap_or((None, 0));
+    Ok(FolderState {
+        uid_validity: uid_validity.and_then(|value| u32::try_from(value).ok()),
+        last_uid: u32::try_from(last_uid).unwrap_or(0),
+    })
+}
+
+/// A new UIDVALIDITY: every UID the folder had is void, so start again from the beginning.
+/// Messages already stored come back as duplicates, never as second incidents.
+pub async fn reset(store: &Store, key: &FolderKey, uid_validity: u32) -> Result<(), StoreError> {
+    let now = Timestamp::now();
+    on_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE mailbox_folders SET uid_validity = $3, last_uid = 0, updated_at = $4 \
+             WHERE mailbox = $1 AND folder = $2",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(i64::from(uid_validity))
+        .bind(now)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Moves the checkpoint forward (never back) inside the message's transaction.
+pub async fn advance(tx: &mut Tx, checkpoint: &Checkpoint<'_>) -> Result<(), StoreError> {
+    let now = Timestamp::now();
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "UPDATE mailbox_folders SET uid_validity = $3, \
+             last_uid = CASE WHEN last_uid < $4 THEN $4 ELSE last_uid END, \
+             last_success_at = $5, updated_at = $5 WHERE mailbox = $1 AND folder = $2",
+        )
+        .bind(&checkpoint.key.mailbox)
+        .bind(&checkpoint.key.folder)
+        .bind(i64::from(checkpoint.uid_validity))
+        .bind(i64::from(checkpoint.uid))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// A poll that found nothing new still counts as a success for `/health`.
+pub async fn record_success(store: &Store, key: &FolderKey) -> Result<(), StoreError> {
+    let now = Timestamp::now();
+    on_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE mailbox_folders SET last_success_at = $3, last_error = NULL, updated_at = $3 \
+             WHERE mailbox = $1 AND folder = $2",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Shown to staff in `mailbox_folders.last_error`.
+pub async fn record_error(store: &Store, key: &FolderKey, error: &str) -> Result<(), StoreError> {
+    let now = Timestamp::now();
+    on_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE mailbox_folders SET last_error = $3, last_error_at = $4, updated_at = $4 \
+             WHERE mailbox = $1 AND folder = $2",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(error)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
