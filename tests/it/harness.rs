@@ -170,16 +170,27 @@ password = "not-used-by-ingest"
 impl Intake {
     /// `extra` holds whole TOML sections, e.g. `[clients]\npending_mail = "hold"`.
     pub async fn new(backend: Backend, extra: &str) -> Intake {
+        Intake::custom(backend, &format!("{extra}\n{BASE_CONFIG}")).await
+    }
+
+    /// A configuration of `body` (sections and mailboxes) plus the test's state and database.
+    pub async fn custom(backend: Backend, body: &str) -> Intake {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = TestDb::new(backend, dir.path()).await;
         let config = dir.path().join("intake.toml");
+        let intake = Intake { dir, config, db };
+        intake.write_config(body);
+        intake
+    }
+
+    /// Replaces the configuration body, keeping state and database (for reload tests).
+    pub fn write_config(&self, body: &str) {
         let text = format!(
-            "state_dir = \"{}\"\n[database]\nurl = \"{}\"\n{extra}\n{BASE_CONFIG}",
-            dir.path().display(),
-            db.url
+            "state_dir = \"{}\"\n[database]\nurl = \"{}\"\n{body}\n",
+            self.dir.path().display(),
+            self.db.url
         );
-        std::fs::write(&config, text).expect("writing the test config");
-        Intake { dir, config, db }
+        std::fs::write(&self.config, text).expect("writing the test config");
     }
 
     /// Runs the real binary with `-c CONFIG ARGS…`, feeding `stdin` when given.

@@ -1,6 +1,8 @@
-//! Integration tests: one binary, the real `intake`, real databases.
+//! Integration tests: one binary, the real `intake`, real databases, a real Dovecot.
 
 mod corpus;
+mod daemon;
+mod dovecot;
 mod harness;
 mod ingest_cli;
 mod tidy;

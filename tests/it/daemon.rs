@@ -1,0 +1,663 @@
+//! `intake run` against a real Dovecot: delivery by IDLE and by polling, several mailboxes,
+//! after-ingest actions, restarts, kill -9, server outages, UIDVALIDITY, bad passwords,
+//! oversized mail, TLS, reload, and two instances on one PostgreSQL database.
+
+use std::time::Duration;
+
+use intake::on_pool;
+use intake::store::Store;
+
+use crate::dovecot::{Daemon, Dovecot, wait_until};
+use crate::harness::{Backend, Intake};
+
+const PASSWORD: &str = "secret";
+
+fn mailbox(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[mailbox]]\nname = \"{name}\"\ndepartment = \"Dept {name}\"\naddress = \"{name}@example.com\"\n\
+         host = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\nusername = \"{name}\"\n\
+         password = \"{PASSWORD}\"\npoll_interval = \"1s\"\n{extra}\n"
+    )
+}
+
+fn mail(index: usize, from: &str) -> Vec<u8> {
+    format!(
+        "From: Customer {index} <{from}>\r\nTo: support@example.com\r\nSubject: Problem number {index}\r\n\
+         Message-ID: <msg-{index}-{from}>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n\r\nBody of {index}.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    on_pool!(store, pool => {
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or(-1)
+    })
+}
+
+async fn wait_for_count(store: &Store, sql: &'static str, expected: i64, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let seen = count(store, sql).await;
+        if seen == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {sql} = {expected}; last saw {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The number of times a daemon log line contains `text`.
+fn occurrences(log: &str, text: &str) -> usize {
+    log.matches(text).count()
+}
+
+#[tokio::test]
+async fn idle_delivery_marks_seen_and_sigterm_exits_cleanly() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    let store = intake.store().await;
+    wait_until(
+        Duration::from_secs(20),
+        "the mailbox to connect",
+        || async { daemon.log_text().contains("mailbox connected") },
+    )
+    .await;
+    assert!(
+        daemon.log_text().contains("idle=true"),
+        "{}",
+        daemon.log_text()
+    );
+
+    dovecot.deliver("support", "INBOX", &mail(1, "alice@contoso.com"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (mailbox, department, source): (String, String, String) = on_pool!(&store, pool => {
+        sqlx::query_as("SELECT i.mailbox, i.department, l.source FROM incidents i JOIN ingest_log l ON l.incident_id = i.id")
+            .fetch_one(pool).await.expect("incident")
+    });
+    assert_eq!(
+        (mailbox.as_str(), department.as_str()),
+        ("support", "Dept support")
+    );
+    assert_eq!(source, "imap:support/INBOX uid 1");
+    wait_until(
+        Duration::from_secs(5),
+        "the message to be marked seen",
+        || async {
+            dovecot
+                .messages("support", "INBOX")
+                .iter()
+                .all(|(_, flags)| flags.contains("\\Seen"))
+        },
+    )
+    .await;
+
+    // A reply arrives by IDLE too and is appended.
+    let reply = b"From: alice@contoso.com\r\nSubject: Re: Problem number 1\r\nMessage-ID: <reply-1@contoso.com>\r\n\
+In-Reply-To: <msg-1-alice@contoso.com>\r\n\r\nStill broken.\r\n";
+    dovecot.deliver("support", "INBOX", reply);
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM messages WHERE incident_id IS NOT NULL",
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(count(&store, "SELECT count(*) FROM incidents").await, 1);
+
+    let code = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(log.contains("all mailboxes logged out"), "{log}");
+    assert!(dovecot.log().contains("Logged out"), "intake sent LOGOUT");
+    // The folder's state is there for staff: checkpoint, last success, no lease left behind.
+    let (last_uid, holder): (i64, Option<String>) = on_pool!(&store, pool => {
+        sqlx::query_as("SELECT last_uid, lease_holder FROM mailbox_folders").fetch_one(pool).await.expect("folder row")
+    });
+    assert_eq!(last_uid, 2);
+    assert_eq!(holder, None, "the lease is released on a clean stop");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn polling_several_mailboxes_and_after_ingest_actions() {
+    let dovecot = Dovecot::start(&[
+        ("support", PASSWORD),
+        ("sales", PASSWORD),
+        ("billing", PASSWORD),
+    ]);
+    dovecot.create_folder("sales", "Processed");
+    let body = format!(
+        "{}{}{}",
+        mailbox("support", dovecot.imap_port, "idle = false"),
+        mailbox(
+            "sales",
+            dovecot.imap_port,
+            "idle = false\nafter_ingest = \"move\"\nmove_to = \"Processed\""
+        ),
+        mailbox(
+            "billing",
+            dovecot.imap_port,
+            "idle = false\nafter_ingest = \"delete\""
+        ),
+    );
+    let intake = Intake::custom(Backend::Sqlite, &body).await;
+    for (index, user) in ["support", "sales", "billing"].iter().enumerate() {
+        dovecot.deliver(
+            user,
+            "INBOX",
+            &mail(index, &format!("client@{user}.example")),
+        );
+    }
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    let store = intake.store().await;
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(daemon.log_text().contains("idle=false"), "polling was used");
+    let departments: Vec<String> = on_pool!(&store, pool => {
+        sqlx::query_scalar("SELECT department FROM incidents ORDER BY department").fetch_all(pool).await.expect("rows")
+    });
+    assert_eq!(
+        departments,
+        vec!["Dept billing", "Dept sales", "Dept support"]
+    );
+
+    wait_until(
+        Duration::from_secs(10),
+        "the after-ingest actions",
+        || async {
+            dovecot.messages("support", "INBOX").len() == 1
+                && dovecot.messages("sales", "INBOX").is_empty()
+                && dovecot.messages("sales", "Processed").len() == 1
+                && dovecot.messages("billing", "INBOX").is_empty()
+        },
+    )
+    .await;
+    // Polling picks up a later message within the poll interval.
+    dovecot.deliver("support", "INBOX", &mail(9, "late@support.example"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        4,
+        Duration::from_secs(10),
+    )
+    .await;
+    drop(daemon);
+    store.close().await;
+}
+
+/// The crash window the design is about: a message committed but not yet marked, moved or
+/// deleted. On restart it is found again and recorded as a duplicate, never a second incident.
+async fn kill_minus_nine_mid_batch(backend: Backend) {
+    const MESSAGES: usize = 400;
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    dovecot.create_folder("support", "Done");
+    let intake = Intake::custom(
+        backend,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "after_ingest = \"move\"\nmove_to = \"Done\"",
+        ),
+    )
+    .await;
+    for index in 0..MESSAGES {
+        dovecot.deliver(
+            "support",
+            "INBOX",
+            &mail(index, &format!("c{}@contoso.com", index % 37)),
+        );
+    }
+    let store = intake.store().await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
+    wait_until(
+        Duration::from_secs(60),
+        "some messages to be ingested",
+        || async { count(&store, "SELECT count(*) FROM ingest_log").await >= 50 },
+    )
+    .await;
+    daemon.kill();
+    let after_kill = count(&store, "SELECT count(*) FROM ingest_log").await;
+    assert!(
+        after_kill < MESSAGES as i64,
+        "killed mid-way ({after_kill} done)"
+    );
+
+    let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        MESSAGES as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "every message to be moved",
+        || async { dovecot.messages("support", "INBOX").is_empty() },
+    )
+    .await;
+    assert_eq!(dovecot.messages("support", "Done").len(), MESSAGES);
+    // Exactly one incident per message, and every ingest_log row is either that or a duplicate.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(DISTINCT message_id_header) FROM messages WHERE incident_id IS NOT NULL"
+        )
+        .await,
+        MESSAGES as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM ingest_log WHERE outcome = 'created'"
+        )
+        .await,
+        MESSAGES as i64
+    );
+    let duplicates = count(
+        &store,
+        "SELECT count(*) FROM ingest_log WHERE outcome = 'duplicate'",
+    )
+    .await;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        MESSAGES as i64 + duplicates,
+        "nothing but created and duplicate rows"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM outbound WHERE template = 'acknowledgement'"
+        )
+        .await,
+        MESSAGES as i64
+    );
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn kill_minus_nine_mid_batch_on_sqlite() {
+    kill_minus_nine_mid_batch(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn kill_minus_nine_mid_batch_on_postgres() {
+    kill_minus_nine_mid_batch(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn restart_resumes_without_duplicates() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    let store = intake.store().await;
+    for index in 0..3 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_until(Duration::from_secs(5), "messages marked seen", || async {
+        dovecot
+            .messages("support", "INBOX")
+            .iter()
+            .all(|(_, flags)| flags.contains("\\Seen"))
+    })
+    .await;
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    for index in 3..5 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        5,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_until(Duration::from_secs(5), "all five seen", || async {
+        let messages = dovecot.messages("support", "INBOX");
+        messages.len() == 5 && messages.iter().all(|(_, flags)| flags.contains("\\Seen"))
+    })
+    .await;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        5,
+        "no duplicate records"
+    );
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn dovecot_outage_uidvalidity_reset_and_a_wrong_password() {
+    let mut dovecot = Dovecot::start(&[("support", PASSWORD), ("sales", "another-password")]);
+    // sales is configured with the wrong password: it must fail alone and say why.
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &format!(
+            "{}{}",
+            mailbox("support", dovecot.imap_port, ""),
+            mailbox("sales", dovecot.imap_port, "")
+        ),
+    )
+    .await;
+    let store = intake.store().await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
+    dovecot.deliver("support", "INBOX", &mail(1, "a@contoso.com"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the login failure to be recorded",
+        || async {
+            let error: Option<String> = on_pool!(&store, pool => {
+                sqlx::query_scalar("SELECT last_error FROM mailbox_folders WHERE mailbox = 'sales'")
+                    .fetch_optional(pool).await.ok().flatten().flatten()
+            });
+            error.is_some_and(|error| error.contains("login refused"))
+        },
+    )
+    .await;
+
+    // The server goes away and comes back; mail delivered meanwhile arrives after reconnection.
+    dovecot.stop();
+    dovecot.deliver_to_maildir("support", &mail(2, "a@contoso.com"));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // let the daemon notice the outage
+    dovecot.restart();
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        2,
+        Duration::from_secs(40),
+    )
+    .await;
+    let log = daemon.log_text();
+    assert!(log.contains("reconnecting with backoff"), "{log}");
+    assert_eq!(
+        occurrences(&log, "login refused"),
+        1,
+        "a repeated failure is logged once:\n{log}"
+    );
+
+    // UIDVALIDITY changes while intake is stopped: the folder is rescanned, nothing doubles.
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    dovecot.set_uid_validity("support", "INBOX", 4_000_000_000);
+    dovecot.deliver("support", "INBOX", &mail(3, "a@contoso.com"));
+    let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM ingest_log WHERE outcome = 'duplicate'",
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        daemon.log_text().contains("UIDVALIDITY changed"),
+        "{}",
+        daemon.log_text()
+    );
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn oversized_message_is_recorded_by_headers_and_moved_aside() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &format!(
+            "[limits]\nmax_message_bytes = 4096\n{}",
+            mailbox("support", dovecot.imap_port, "")
+        ),
+    )
+    .await;
+    let mut big =
+        b"From: big@contoso.com\r\nSubject: Scan\r\nMessage-ID: <big@contoso.com>\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 20_000));
+    dovecot.deliver("support", "INBOX", &big);
+    dovecot.deliver("support", "INBOX", &mail(1, "small@contoso.com"));
+    let store = intake.store().await;
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM ingest_log",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    let (outcome, reason, size, stored, complete): (String, String, i64, i64, i64) = on_pool!(&store, pool => {
+        sqlx::query_as(
+            "SELECT l.outcome, l.reason, m.size_bytes, CAST(length(m.raw) AS BIGINT), \
+             CASE WHEN m.raw_is_complete THEN 1 ELSE 0 END \
+             FROM ingest_log l JOIN messages m ON m.id = l.message_id WHERE m.from_address = 'big@contoso.com'",
+        )
+        .fetch_one(pool).await.expect("the oversized row")
+    });
+    assert_eq!(outcome, "rejected");
+    assert!(reason.contains("max_message_bytes = 4096"), "{reason}");
+    assert!(size > 20_000, "the declared size is recorded");
+    assert!(stored < 200, "only the headers were downloaded");
+    assert_eq!(complete, 0);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM incidents").await,
+        1,
+        "the small one still made its incident"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the oversized message to be moved aside",
+        || async {
+            dovecot.messages("support", "Oversized").len() == 1
+                && dovecot.messages("support", "INBOX").len() == 1
+        },
+    )
+    .await;
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn tls_is_verified_and_a_private_ca_is_accepted() {
+    let dovecot = Dovecot::start(&[
+        ("untrusted", PASSWORD),
+        ("trusted", PASSWORD),
+        ("upgraded", PASSWORD),
+    ]);
+    let ca = dovecot.ca_file.display().to_string();
+    let body = format!(
+        "{}{}{}",
+        mailbox("untrusted", dovecot.imaps_port, "security = \"tls\"")
+            .replace("security = \"plain\"\n", ""),
+        mailbox(
+            "trusted",
+            dovecot.imaps_port,
+            &format!("security = \"tls\"\nca_file = \"{ca}\"")
+        )
+        .replace("security = \"plain\"\n", ""),
+        mailbox(
+            "upgraded",
+            dovecot.imap_port,
+            &format!("security = \"starttls\"\nca_file = \"{ca}\"")
+        )
+        .replace("security = \"plain\"\n", ""),
+    );
+    let intake = Intake::custom(Backend::Sqlite, &body).await;
+    for user in ["untrusted", "trusted", "upgraded"] {
+        dovecot.deliver(user, "INBOX", &mail(1, &format!("{user}@contoso.com")));
+    }
+    let store = intake.store().await;
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    let mailboxes: Vec<String> = on_pool!(&store, pool => {
+        sqlx::query_scalar("SELECT mailbox FROM incidents ORDER BY mailbox").fetch_all(pool).await.expect("rows")
+    });
+    assert_eq!(mailboxes, vec!["trusted", "upgraded"]);
+    wait_until(Duration::from_secs(10), "the certificate error to be recorded", || async {
+        let error: Option<String> = on_pool!(&store, pool => {
+            sqlx::query_scalar("SELECT last_error FROM mailbox_folders WHERE mailbox = 'untrusted'")
+                .fetch_optional(pool).await.ok().flatten().flatten()
+        });
+        error.is_some_and(|error| error.contains("TLS") && error.contains("certificate"))
+    })
+    .await;
+    assert!(
+        !dovecot.log().contains("user=<untrusted>"),
+        "no password was sent to an unverified server"
+    );
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sighup_adds_a_mailbox_and_refuses_a_broken_config() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD), ("sales", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    dovecot.deliver("sales", "INBOX", &mail(1, "s@contoso.com"));
+    let store = intake.store().await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_until(Duration::from_secs(20), "the first mailbox", || async {
+        daemon.log_text().contains("mailbox connected")
+    })
+    .await;
+
+    intake.write_config("[clients]\nauto_aprove = false\n");
+    daemon.signal("HUP");
+    wait_until(
+        Duration::from_secs(10),
+        "the broken config to be refused",
+        || async { daemon.log_text().contains("reload refused") },
+    )
+    .await;
+    assert!(daemon.is_running());
+    assert!(
+        daemon.log_text().contains("clients.auto_aprove"),
+        "the log names the key"
+    );
+
+    intake.write_config(&format!(
+        "{}{}",
+        mailbox("support", dovecot.imap_port, ""),
+        mailbox("sales", dovecot.imap_port, "")
+    ));
+    daemon.signal("HUP");
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents WHERE mailbox = 'sales'",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let log = daemon.log_text();
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert_eq!(
+        occurrences(&log, "mailbox connected mailbox=support"),
+        1,
+        "support was not restarted:\n{log}"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn two_instances_on_postgres_share_a_folder_and_take_over() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(
+        Backend::Postgres,
+        &mailbox("support", dovecot.imap_port, ""),
+    )
+    .await;
+    let store = intake.store().await;
+    let mut first = Daemon::start(&intake.config, intake.path("first.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "the first instance to connect",
+        || async { first.log_text().contains("mailbox connected") },
+    )
+    .await;
+    let mut second = Daemon::start(&intake.config, intake.path("second.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "the second instance to stand by",
+        || async {
+            second
+                .log_text()
+                .contains("another instance holds this folder")
+        },
+    )
+    .await;
+    for index in 0..20 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        20,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        !second.log_text().contains("mailbox connected"),
+        "only one instance ingests"
+    );
+
+    // The holder dies without releasing its lease: the other takes over within a minute.
+    first.kill();
+    for index in 20..25 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        25,
+        Duration::from_secs(75),
+    )
+    .await;
+    assert!(second.log_text().contains("mailbox connected"));
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        25,
+        "nothing twice"
+    );
+    assert_eq!(second.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}

@@ -1,0 +1,460 @@
+//! A throwaway Dovecot (Debian's dovecot-imapd) for one test: its own config, users, Maildirs,
+//! a test CA and server certificate, listening on 127.0.0.1 only, stopped on drop by its PID.
+//! Also the `intake run` daemon as a child process.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The user that owns the Maildirs; Dovecot refuses uid 0.
+const MAIL_USER: &str = "nobody";
+
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub imap_port: u16,
+    pub imaps_port: u16,
+    /// The CA that signed the server certificate: for `ca_file`.
+    pub ca_file: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn mail_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&MAIL_USER)).then(|| {
+                (
+                    fields[2].parse().expect("a numeric uid"),
+                    fields[3].parse().expect("a numeric gid"),
+                )
+            })
+        })
+        .expect("the nobody user")
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read_dir").flatten() {
+            chown_tree(&entry.path(), uid, gid);
+        }
+    }
+}
+
+impl Dovecot {
+    /// Starts Dovecot with these `(user, password)` accounts.
+    pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        use std::os::unix::fs::PermissionsExt;
+        // Unix socket paths are limited to 108 bytes: keep the folder short, under /tmp.
+        let dir = tempfile::Builder::new()
+            .prefix("idv")
+            .tempdir_in("/tmp")
+            .expect("a temporary folder");
+        let root = dir.path().to_path_buf();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for sub in ["run", "state", "mail", "home"] {
+            std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        }
+        make_certificates(&root);
+        let users_file: String = users
+            .iter()
+            .map(|(user, password)| format!("{user}:{{PLAIN}}{password}::::::\n"))
+            .collect();
+        std::fs::write(root.join("users"), users_file).expect("users");
+        let (uid, gid) = mail_ids();
+        chown_tree(&root.join("mail"), uid, gid);
+        chown_tree(&root.join("home"), uid, gid);
+
+        let imap_port = free_port();
+        let imaps_port = free_port();
+        let instance = root
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("idv")
+            .to_string();
+        let r = root.display();
+        let config_text = format!(
+            "base_dir = {r}/run\nstate_dir = {r}/state\ninstance_name = intake-test-{instance}\n\
+protocols = imap\nlisten = 127.0.0.1\nssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key\n\
+disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {r}/users\n}}\n\
+userdb {{\n  driver = passwd-file\n  args = username_format=%u {r}/users\n  default_fields = uid={MAIL_USER} gid={gid} home={r}/home/%u\n}}\n\
+mail_location = maildir:{r}/mail/%u\nfirst_valid_uid = 1\nfirst_valid_gid = 1\nlog_path = {r}/dovecot.log\n\
+service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n\
+  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
+service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
+        );
+        let config = root.join("dovecot.conf");
+        std::fs::write(&config, config_text).expect("dovecot.conf");
+        run(Command::new("doveconf")
+            .arg("-c")
+            .arg(&config)
+            .arg("-n")
+            .stdout(Stdio::null()));
+        let mut dovecot = Dovecot {
+            ca_file: root.join("ca.pem"),
+            dir,
+            config,
+            imap_port,
+            imaps_port,
+            child: None,
+        };
+        dovecot.start_server();
+        dovecot
+    }
+
+    fn start_server(&mut self) {
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dovecot (is dovecot-imapd installed? scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (the Maildirs stay).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        // The master may leave its children a moment; wait until the port is free.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_server();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn doveadm(&self) -> Command {
+        let mut command = Command::new("doveadm");
+        command.arg("-c").arg(&self.config);
+        command
+    }
+
+    /// Delivers a message into `folder` of `user`, as the MTA would.
+    pub fn deliver(&self, user: &str, folder: &str, raw: &[u8]) {
+        use std::io::Write;
+        let mut child = self
+            .doveadm()
+            .args(["save", "-u", user, "-m", folder])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("doveadm save");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(raw)
+            .expect("writing to doveadm");
+        let output = child.wait_with_output().expect("doveadm save");
+        assert!(
+            output.status.success(),
+            "doveadm save: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Delivers straight into the user's Maildir `new/`, as a local MTA does; works while the
+    /// server is stopped.
+    pub fn deliver_to_maildir(&self, user: &str, raw: &[u8]) {
+        let new = self.dir.path().join("mail").join(user).join("new");
+        std::fs::create_dir_all(&new).expect("Maildir new/");
+        let name = format!(
+            "{}.M{}P{}.intake-test",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|duration| duration.as_secs())
+                .unwrap_or(0),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|duration| duration.subsec_micros())
+                .unwrap_or(0),
+            std::process::id()
+        );
+        let path = new.join(name);
+        std::fs::write(&path, raw).expect("writing into the Maildir");
+        let (uid, gid) = mail_ids();
+        chown_tree(&path, uid, gid);
+    }
+
+    pub fn create_folder(&self, user: &str, folder: &str) {
+        run(self
+            .doveadm()
+            .args(["mailbox", "create", "-u", user, folder]));
+    }
+
+    /// `(uid, flags)` of the messages in a folder.
+    pub fn messages(&self, user: &str, folder: &str) -> Vec<(u32, String)> {
+        let output = self
+            .doveadm()
+            .args([
+                "-f",
+                "flow",
+                "fetch",
+                "-u",
+                user,
+                "uid flags",
+                "mailbox",
+                folder,
+            ])
+            .output()
+            .expect("doveadm fetch");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let uid = line
+                    .split("uid=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()?;
+                let flags = line.split("flags=").nth(1).unwrap_or("").trim().to_string();
+                Some((uid, flags))
+            })
+            .collect()
+    }
+
+    pub fn set_uid_validity(&self, user: &str, folder: &str, uid_validity: u32) {
+        run(self.doveadm().args([
+            "mailbox",
+            "update",
+            "-u",
+            user,
+            "--uid-validity",
+            &uid_validity.to_string(),
+            folder,
+        ]));
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        run(Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=intake test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "3",
+        "-extfile",
+        "server.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+}
+
+/// `intake run` as a child process, its log in a file.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, log: PathBuf) -> Daemon {
+        let log_file = std::fs::File::create(&log).expect("daemon log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_intake"))
+            .arg("-c")
+            .arg(config)
+            .arg("run")
+            .env("INTAKE_LOG", "info,intake=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting intake run");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code, which must come within `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        self.signal("TERM");
+        self.wait(limit)
+    }
+
+    /// kill -9: no chance to finish anything.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        self.wait(Duration::from_secs(10));
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "intake did not exit within {limit:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it is true; panics with `what` after `limit`. Never a bare sleep.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
