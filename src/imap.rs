@@ -327,6 +327,7 @@ impl Folder<'_> {
                 self.task.key.mailbox, self.task.key.folder
             ),
             mailbox: Some(self.task.mailbox.name.clone()),
+            uid: Some(uid),
             department: Some(self.task.mailbox.department.clone()),
             raw_is_complete: true,
             declared_size_bytes: None,

@@ -77,16 +77,31 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     EX_SOFTWARE
 }
 
-/// Readable lines on stderr; `INTAKE_LOG` (or `RUST_LOG`) filters, default `info`.
+/// Readable lines on a terminal; structured fields in the journal when systemd connects stderr
+/// to it (`JOURNAL_STREAM`). `INTAKE_LOG` (or `RUST_LOG`) filters, default `info`.
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = std::env::var("INTAKE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,sqlx=warn".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    let journal = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| layer.with_syslog_identifier("intake".to_string()));
+    let terminal = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(journal)
+        .with(terminal)
         .init();
 }

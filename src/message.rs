@@ -65,6 +65,8 @@ pub struct Origin {
     pub source: String,
     /// The configured mailbox name, when known.
     pub mailbox: Option<String>,
+    /// The IMAP UID within its folder, when it came from IMAP.
+    pub uid: Option<u32>,
     /// The department the mailbox serves.
     pub department: Option<String>,
     /// False when only the headers were fetched (an oversized message left on the server).

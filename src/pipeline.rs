@@ -158,14 +158,15 @@ impl Pipeline {
     }
 }
 
-/// The one info line per message: mailbox, source, outcome, hash.
+/// The one info line per message: mailbox, uid, outcome, hash (and where it came from).
 fn log_line(origin: &Origin, applied: &Applied) {
     tracing::info!(
         mailbox = origin.mailbox.as_deref().unwrap_or("-"),
-        source = %origin.source,
+        uid = origin.uid,
         outcome = applied.outcome.as_str(),
         hash = applied.incident_hash.as_deref().unwrap_or("-"),
-        reason = applied.reason.as_deref().unwrap_or(""),
+        source = %origin.source,
+        reason = applied.reason.as_deref(),
         "message ingested"
     );
 }

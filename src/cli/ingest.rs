@@ -47,6 +47,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> anyhow::Result<Inges
     let origin_for = |source: String| Origin {
         source,
         mailbox: mailbox.clone(),
+        uid: None,
         department: department.clone(),
         raw_is_complete: true,
         declared_size_bytes: None,

@@ -661,3 +661,49 @@ async fn two_instances_on_postgres_share_a_folder_and_take_over() {
     assert_eq!(second.terminate(Duration::from_secs(10)), Some(0));
     store.close().await;
 }
+
+#[tokio::test]
+async fn systemd_notify_protocol() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    let socket_path = intake.path("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let socket_text = socket_path.display().to_string();
+    let mut daemon = Daemon::start_with_env(
+        &intake.config,
+        intake.path("daemon.log"),
+        &[
+            ("NOTIFY_SOCKET", socket_text.as_str()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let mut received = String::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(received.contains("READY=1") && received.matches("WATCHDOG=1").count() >= 2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "got only:\n{received}"
+        );
+        if let Ok(length) = socket.recv(&mut buffer) {
+            received.push_str(&String::from_utf8_lossy(&buffer[..length]));
+            received.push('\n');
+        }
+    }
+    assert!(received.contains("STATUS=1 folders watched"), "{received}");
+    daemon.signal("TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !received.contains("STOPPING=1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no STOPPING=1 in:\n{received}"
+        );
+        if let Ok(length) = socket.recv(&mut buffer) {
+            received.push_str(&String::from_utf8_lossy(&buffer[..length]));
+        }
+    }
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+}

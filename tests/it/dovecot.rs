@@ -360,8 +360,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, log: PathBuf) -> Daemon {
+        Daemon::start_with_env(config, log, &[])
+    }
+
+    pub fn start_with_env(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let log_file = std::fs::File::create(&log).expect("daemon log file");
         let child = Command::new(env!("CARGO_BIN_EXE_intake"))
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(config)
             .arg("run")
