@@ -345,16 +345,28 @@ impl Folder<'_> {
             return Ok(());
         }
         let uids = std::mem::take(batch);
-        let bodies = fetch_bodies(session, &uids, "BODY.PEEK[]").await?;
-        let mut done = Vec::with_capacity(bodies.len());
-        for (uid, raw) in bodies {
-            // Invariant: a message is finished (committed) before a stop is honoured.
-            if stop.is_cancelled() {
-                break;
-            }
-            self.ingest(uid, &raw, self.origin(uid)).await?;
-            done.push(uid);
+        // Invariant: a batch is committed whole (with its checkpoint) before a stop is honoured.
+        if stop.is_cancelled() {
+            return Ok(());
         }
+        let bodies = fetch_bodies(session, &uids, "BODY.PEEK[]").await?;
+        let items: Vec<(u32, Vec<u8>, Origin)> = bodies
+            .into_iter()
+            .map(|(uid, raw)| (uid, raw, self.origin(uid)))
+            .collect();
+        let applied = self
+            .task
+            .pipeline
+            .ingest_batch(&items, &self.task.key, self.uid_validity)
+            .await?;
+        let done: Vec<u32> = items.iter().map(|(uid, _, _)| *uid).collect();
+        if let Some(last) = done.iter().max() {
+            self.last_uid = self.last_uid.max(*last);
+        }
+        self.task
+            .activity
+            .messages
+            .fetch_add(applied.len() as u64, Ordering::Relaxed);
         self.after_ingest(session, &done).await
     }
 

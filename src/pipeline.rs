@@ -12,7 +12,7 @@ use crate::ingest::hash::HashFormat;
 use crate::ingest::{Policy, decide};
 use crate::message::{Inbound, Origin};
 use crate::store::apply::{Applied, Received, apply, record_failure};
-use crate::store::folders::{self, Checkpoint};
+use crate::store::folders::{self, Checkpoint, FolderKey};
 use crate::store::{Store, StoreError, facts};
 
 /// A race with another writer is retried this many times before it counts as a failure.
@@ -136,6 +136,79 @@ impl Pipeline {
             &format!("still conflicting after {MAX_CONFLICT_ATTEMPTS} attempts: {last_conflict}"),
         )
         .await
+    }
+
+    /// Ingests messages from one IMAP folder in ONE transaction that also moves the folder's
+    /// checkpoint past the last of them: one commit (one fsync) per batch, not per message.
+    /// If any message fails in any way other than the database being away, the batch is
+    /// rolled back and each message goes through `ingest` on its own, with its own handling.
+    pub async fn ingest_batch(
+        &self,
+        items: &[(u32, Vec<u8>, Origin)],
+        key: &FolderKey,
+        uid_validity: u32,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let Some(last_uid) = items.iter().map(|(uid, _, _)| *uid).max() else {
+            return Ok(Vec::new());
+        };
+        let rules = self.rules();
+        let parsed: Vec<Inbound> = items
+            .iter()
+            .map(|(_, raw, origin)| {
+                let size_bytes = origin.declared_size_bytes.unwrap_or(raw.len() as u64);
+                Inbound::parse_sized(raw, size_bytes, rules.max_message_bytes)
+            })
+            .collect();
+        let mut tx = self.store.begin().await?;
+        let attempt = async {
+            let mut results = Vec::with_capacity(items.len());
+            for ((_, raw, origin), inbound) in items.iter().zip(&parsed) {
+                let received = Received {
+                    inbound,
+                    raw,
+                    origin,
+                };
+                let facts = facts::gather(&mut tx, inbound, &rules.hash_format).await?;
+                let decision = decide(inbound, &facts, &rules.policy);
+                results
+                    .push(apply(&mut tx, &received, &decision, &facts, &rules.hash_format).await?);
+            }
+            let checkpoint = Checkpoint {
+                key,
+                uid_validity,
+                uid: last_uid,
+            };
+            folders::advance(&mut tx, &checkpoint).await?;
+            Ok::<_, StoreError>(results)
+        }
+        .await;
+        match attempt {
+            Ok(results) => {
+                tx.commit().await?;
+                for ((_, _, origin), applied) in items.iter().zip(&results) {
+                    log_line(origin, applied);
+                }
+                Ok(results)
+            }
+            Err(StoreError::Unavailable(why)) => {
+                drop(tx);
+                Err(StoreError::Unavailable(why))
+            }
+            Err(why) => {
+                tx.rollback().await?;
+                tracing::debug!(error = %why, "batch rolled back; ingesting its messages one by one");
+                let mut results = Vec::with_capacity(items.len());
+                for (uid, raw, origin) in items {
+                    let checkpoint = Checkpoint {
+                        key,
+                        uid_validity,
+                        uid: *uid,
+                    };
+                    results.push(self.ingest(raw, origin, Some(&checkpoint)).await?);
+                }
+                Ok(results)
+            }
+        }
     }
 
     async fn record_failure(

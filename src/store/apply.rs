@@ -46,6 +46,8 @@ pub async fn apply(
     let now = Timestamp::now();
     let inbound = received.inbound;
     let mut incident_id = None;
+    // Known without a query: from the insert, or from the facts that chose the incident.
+    let mut incident_hash = None;
     let message_id;
     match decision {
         Decision::Create {
@@ -57,7 +59,7 @@ pub async fn apply(
             let (client_id, organisation_id) = resolve_client(tx, client, inbound, facts, now)
                 .await?
                 .ok_or_else(|| StoreError::Failed("a new incident needs a client".to_string()))?;
-            let new_incident = create_incident(
+            let (new_incident, hash) = create_incident(
                 tx,
                 hash_format,
                 client_id,
@@ -68,6 +70,7 @@ pub async fn apply(
             )
             .await?;
             incident_id = Some(new_incident);
+            incident_hash = Some(hash);
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             insert_attachments(tx, stored, inbound).await?;
@@ -96,6 +99,7 @@ pub async fn apply(
         }
         Decision::Automatic { append_to, .. } => {
             incident_id = *append_to;
+            incident_hash = append_to.and_then(|incident| hash_in_facts(facts, incident));
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             if let Some(incident) = append_to {
@@ -108,23 +112,28 @@ pub async fn apply(
         }
         Decision::Duplicate => {
             let dedup_key = inbound.dedup_key();
-            let original: Option<(i64, String, Option<i64>)> = on_tx!(tx, conn => {
+            let original: Option<(i64, String, Option<i64>, Option<String>)> = on_tx!(tx, conn => {
                 sqlx::query_as(
-                    "SELECT id, raw_sha256, incident_id FROM messages WHERE dedup_key = $1",
+                    "SELECT m.id, m.raw_sha256, m.incident_id, i.hash FROM messages m \
+                     LEFT JOIN incidents i ON i.id = m.incident_id WHERE m.dedup_key = $1",
                 )
                 .bind(&dedup_key)
                 .fetch_optional(&mut *conn)
                 .await?
             });
             match original {
-                Some((original_id, sha256, original_incident)) if sha256 == inbound.raw_sha256 => {
+                Some((original_id, sha256, original_incident, hash))
+                    if sha256 == inbound.raw_sha256 =>
+                {
                     message_id = Some(original_id);
                     incident_id = original_incident;
+                    incident_hash = hash;
                 }
                 // Same Message-ID, different bytes: keep this copy too, so nothing is lost.
-                Some((_, _, original_incident)) => {
+                Some((_, _, original_incident, hash)) => {
                     message_id = Some(insert_message(tx, received, None, false, now).await?);
                     incident_id = original_incident;
+                    incident_hash = hash;
                 }
                 None => {
                     message_id = Some(insert_message(tx, received, None, false, now).await?);
@@ -133,15 +142,6 @@ pub async fn apply(
         }
     }
 
-    let incident_hash = match incident_id {
-        Some(id) => on_tx!(tx, conn => {
-            sqlx::query_scalar::<_, String>("SELECT hash FROM incidents WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-        }),
-        None => None,
-    };
     let outcome = decision.outcome();
     let reason = decision.reason();
     let sender = inbound
@@ -175,6 +175,15 @@ pub async fn apply(
         message_id,
         log_id,
     })
+}
+
+/// The hash of an incident the facts named (by header or by tag).
+fn hash_in_facts(facts: &Facts, incident: IncidentId) -> Option<String> {
+    [&facts.thread_by_header, &facts.thread_by_tag]
+        .into_iter()
+        .flatten()
+        .find(|candidate| candidate.id == incident)
+        .map(|candidate| candidate.hash.clone())
 }
 
 /// The client and organisation the message is recorded against, registering a new client
@@ -289,7 +298,7 @@ async fn create_incident(
     folder: Folder,
     received: &Received<'_>,
     now: Timestamp,
-) -> Result<IncidentId, StoreError> {
+) -> Result<(IncidentId, String), StoreError> {
     // The only reason the core holds mail today; the trigger on clients.approval releases it.
     let held_reason = (folder == Folder::Held).then_some("pending_approval");
     let subject = if received.inbound.subject.is_empty() {
@@ -319,7 +328,7 @@ async fn create_incident(
             .await?
         });
         if let Some(id) = inserted {
-            return Ok(id);
+            return Ok((id, hash));
         }
     }
     Err(StoreError::Failed(format!(

@@ -35,52 +35,37 @@ pub async fn gather(
     let tag = hash_format.tag_in(&inbound.subject);
 
     on_tx!(tx, conn => {
-        let already_seen: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1)",
-        )
-        .bind(&dedup_key)
-        .fetch_one(&mut *conn)
-        .await?;
-
-        let default_organisation: i64 =
-            sqlx::query_scalar("SELECT id FROM organisations WHERE is_default")
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Failed("no default organisation: run `intake migrate`".to_string())
-                })?;
-
-        let mut client = None;
-        if let Some(address) = &sender {
-            let row: Option<(i64, i64, String, String)> = sqlx::query_as(
-                "SELECT id, organisation_id, approval, standing FROM clients WHERE lower(email) = $1",
+        // One round trip for the single-row facts: on PostgreSQL each statement costs one.
+        type Row = (bool, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<String>, Option<i64>);
+        let (already_seen, default_organisation, client_id, client_organisation, approval, standing, domain_owner): Row =
+            sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1), \
+                 (SELECT id FROM organisations WHERE is_default), \
+                 c.id, c.organisation_id, c.approval, c.standing, \
+                 (SELECT organisation_id FROM organisation_domains WHERE domain = $3) \
+                 FROM (SELECT 1 AS one) AS one LEFT JOIN clients c ON lower(c.email) = $2",
             )
-            .bind(address)
-            .fetch_optional(&mut *conn)
+            .bind(&dedup_key)
+            .bind(&sender)
+            .bind(&domain)
+            .fetch_one(&mut *conn)
             .await?;
-            if let Some((id, organisation, approval, standing)) = row {
-                client = Some(ClientFacts {
-                    id,
-                    organisation,
-                    approval: Approval::parse(&approval).ok_or_else(|| {
-                        StoreError::Failed(format!("client {id} has approval {approval:?}"))
-                    })?,
-                    standing: Standing::parse(&standing).ok_or_else(|| {
-                        StoreError::Failed(format!("client {id} has standing {standing:?}"))
-                    })?,
-                });
-            }
-        }
-
-        let mut domain_owner = None;
-        if let Some(domain) = &domain {
-            domain_owner = sqlx::query_scalar(
-                "SELECT organisation_id FROM organisation_domains WHERE domain = $1",
-            )
-            .bind(domain)
-            .fetch_optional(&mut *conn)
-            .await?;
-        }
+        let default_organisation = default_organisation.ok_or_else(|| {
+            StoreError::Failed("no default organisation: run `intake migrate`".to_string())
+        })?;
+        let client = match (client_id, client_organisation, approval, standing) {
+            (Some(id), Some(organisation), Some(approval), Some(standing)) => Some(ClientFacts {
+                id,
+                organisation,
+                approval: Approval::parse(&approval).ok_or_else(|| {
+                    StoreError::Failed(format!("client {id} has approval {approval:?}"))
+                })?,
+                standing: Standing::parse(&standing).ok_or_else(|| {
+                    StoreError::Failed(format!("client {id} has standing {standing:?}"))
+                })?,
+            }),
+            _ => None,
+        };
 
         let mut thread_by_header = None;
         for candidate in &candidates {

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: how fast does `intake run` turn a full mailbox into incidents?
+
+Loads N messages (a realistic mix: mostly small text, some HTML, some with 20-500 KB
+attachments) into a throwaway Dovecot on 127.0.0.1, then times:
+  - the ceiling: a bare IMAP fetch of the same messages (benches/imap_ceiling.rs);
+  - intake (release build) ingesting all of them, on SQLite and on PostgreSQL,
+and reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
+
+Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
+PostgreSQL: INTAKE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+Bounded: every wait has a deadline, and everything started here is stopped by PID at the end.
+"""
+
+import argparse
+import base64
+import os
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PASSWORD = "bench-password"
+DEADLINE_SECONDS = 1800
+
+
+def generate(count, seed, attachments=True):
+    """The mix: 70% small text, 15% HTML, 15% with one 20-500 KB attachment (or, without
+    attachments, 85% text and 15% HTML)."""
+    rng = random.Random(seed)
+    words = ("printer network invoice password laptop screen broken urgent please help "
+             "thanks account access error server mail update monday").split()
+    messages = []
+    for index in range(count):
+        sender = f"user{rng.randrange(400)}@company{rng.randrange(60)}.example"
+        subject = " ".join(rng.choice(words) for _ in range(5)).capitalize()
+        text = "\r\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(rng.randrange(5, 60)))
+        headers = (f"From: User {index} <{sender}>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
+                   f"Message-ID: <bench-{index}@{sender.split('@')[1]}>\r\n"
+                   "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n")
+        kind = rng.random()
+        if kind < 0.70:
+            body = headers + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n"
+        elif kind < 0.85 or not attachments:
+            html = "".join(f"<p>{line}</p>" for line in text.split("\r\n")) * 4
+            body = (headers + 'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+                    "--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n"
+                    "--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body>" + html +
+                    "</body></html>\r\n--alt--\r\n")
+        else:
+            size = rng.randrange(20_000, 500_000)
+            payload = base64.encodebytes(rng.randbytes(size)).decode().replace("\n", "\r\n")
+            body = (headers + 'Content-Type: multipart/mixed; boundary="mix"\r\n\r\n'
+                    "--mix\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n"
+                    f'--mix\r\nContent-Type: application/pdf; name="scan{index}.pdf"\r\n'
+                    f'Content-Disposition: attachment; filename="scan{index}.pdf"\r\n'
+                    "Content-Transfer-Encoding: base64\r\n\r\n" + payload + "--mix--\r\n")
+        messages.append(body.encode())
+    return messages
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, what, limit=DEADLINE_SECONDS, interval=0.1):
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Dovecot:
+    def __init__(self, messages):
+        self.dir = tempfile.mkdtemp(prefix="ibench", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        d = self.dir
+        for sub in ("run", "state", "mail/support/new", "mail/support/cur", "mail/support/tmp"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        with open(os.path.join(d, "users"), "w") as users:
+            users.write(f"support:{{PLAIN}}{PASSWORD}::::::\n")
+        self.config = os.path.join(d, "dovecot.conf")
+        with open(self.config, "w") as config:
+            config.write(f"""base_dir = {d}/run
+state_dir = {d}/state
+instance_name = intake-bench-{os.getpid()}
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {d}/users
+  default_fields = uid=nobody gid=nogroup home={d}/mail/%u
+}}
+mail_location = maildir:{d}/mail/%u
+first_valid_uid = 1
+first_valid_gid = 1
+log_path = {d}/dovecot.log
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service stats {{
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+""")
+        # Straight into Maildir new/, named in arrival order: Dovecot assigns UIDs in that order.
+        for index, raw in enumerate(messages):
+            with open(os.path.join(d, "mail/support/new", f"{1700000000 + index}.M{index}.bench"), "wb") as file:
+                file.write(raw)
+        subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(d, "mail")], check=True)
+        subprocess.run(["dovecot", "-c", self.config], check=True)
+        wait_for(self.answers, "dovecot to listen", limit=30)
+        # Let Dovecot index the folder once, so neither side pays for that.
+        subprocess.run(["doveadm", "-c", self.config, "force-resync", "-u", "support", "INBOX"], check=True)
+
+    def answers(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        subprocess.run(["dovecot", "-c", self.config, "stop"], check=False)
+        time.sleep(0.5)
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+def ceiling(port):
+    output = subprocess.run(
+        ["cargo", "bench", "--quiet", "--bench", "imap_ceiling", "--", "127.0.0.1", str(port), "support", PASSWORD],
+        cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    messages, size, seconds = int(output[0]), int(output[1]), float(output[2])
+    return messages, size, seconds
+
+
+def peak_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_intake(binary, backend, port, expected, postgres_url):
+    workdir = tempfile.mkdtemp(prefix="intake-bench-")
+    if backend == "sqlite":
+        url = f"sqlite://{workdir}/intake.db"
+        def count():
+            try:
+                with sqlite3.connect(f"file:{workdir}/intake.db?mode=ro", uri=True) as db:
+                    return db.execute("SELECT count(*) FROM ingest_log").fetchone()[0]
+            except sqlite3.Error:
+                return 0
+        cleanup = lambda: None
+    else:
+        name = f"intake_bench_{os.getpid()}"
+        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True)
+        subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+        url = postgres_url.rsplit("/", 1)[0] + "/" + name
+        def count():
+            result = subprocess.run(["psql", url, "-Atc", "SELECT count(*) FROM ingest_log"],
+                                    capture_output=True, text=True)
+            return int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+        cleanup = lambda: subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+    config = os.path.join(workdir, "intake.toml")
+    with open(config, "w") as file:
+        file.write(f"""state_dir = "{workdir}"
+[database]
+url = "{url}"
+[[mailbox]]
+name = "support"
+address = "support@example.com"
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+username = "support"
+password = "{PASSWORD}"
+""")
+    # Schema first, so the timing covers ingestion only.
+    subprocess.run([binary, "-c", config, "migrate"], check=True, capture_output=True)
+    started = time.monotonic()
+    process = subprocess.Popen([binary, "-c", config, "run"], stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, INTAKE_LOG="warn"))
+    try:
+        # Polling PostgreSQL spawns psql: poll less often there, so the probe costs little CPU.
+        interval = 0.05 if backend == "sqlite" else 0.5
+        wait_for(lambda: count() >= expected, f"intake on {backend} to ingest {expected}", interval=interval)
+        seconds = time.monotonic() - started
+        rss = peak_rss_kb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        cleanup()
+        subprocess.run(["rm", "-rf", workdir], check=False)
+    return seconds, rss
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mix", choices=["realistic", "text"], default="realistic",
+                        help="text: no attachments, to separate per-message from per-byte costs")
+    parser.add_argument("--binary", help="an intake binary to measure instead of building target/release/intake")
+    arguments = parser.parse_args()
+    postgres_url = os.environ.get("INTAKE_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+    binary = arguments.binary
+    if binary is None:
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "intake"], cwd=REPO, check=True)
+        binary = os.path.join(REPO, "target/release/intake")
+    subprocess.run(["cargo", "bench", "--quiet", "--no-run", "--bench", "imap_ceiling"], cwd=REPO, check=True,
+                   capture_output=True)
+    messages = generate(arguments.messages, arguments.seed, attachments=arguments.mix == "realistic")
+    total = sum(len(raw) for raw in messages)
+    with_attachments = sum(1 for raw in messages if b'filename="scan' in raw)
+    print(f"{len(messages)} messages, {total / 1e6:.1f} MB ({with_attachments} with attachments)", flush=True)
+    dovecot = Dovecot(messages)
+    try:
+        fetched, size, seconds = ceiling(dovecot.port)
+        assert fetched == len(messages), f"the ceiling fetched {fetched}"
+        ceiling_rate = fetched / seconds
+        print(f"{'run':<22}{'seconds':>9}{'messages/s':>12}{'MB/s':>9}{'of ceiling':>12}{'peak RSS':>11}")
+        print(f"{'bare IMAP fetch':<22}{seconds:>9.2f}{ceiling_rate:>12.0f}{size / 1e6 / seconds:>9.1f}"
+              f"{'100%':>12}{'-':>11}", flush=True)
+        backends = ["sqlite", "postgres"] if arguments.backend == "both" else [arguments.backend]
+        for backend in backends:
+            seconds, rss = run_intake(binary, backend, dovecot.port, len(messages), postgres_url)
+            rate = len(messages) / seconds
+            print(f"{'intake, ' + backend:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
+                  f"{rate / ceiling_rate:>12.0%}{rss / 1024:>8.0f} MB", flush=True)
+    finally:
+        dovecot.stop()
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("benches/ingest.py needs root: Dovecot's mail processes run as nobody")
+    main()
