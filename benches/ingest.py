@@ -201,8 +201,11 @@ password = "{PASSWORD}"
     # Schema first, so the timing covers ingestion only.
     subprocess.run([binary, "-c", config, "migrate"], check=True, capture_output=True)
     started = time.monotonic()
-    process = subprocess.Popen([binary, "-c", config, "run"], stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, INTAKE_LOG="warn"))
+    # INTAKE_BENCH_LOG=FOLDER keeps each run's log there (info level), for looking into a result.
+    log_folder = os.environ.get("INTAKE_BENCH_LOG")
+    log = open(os.path.join(log_folder, f"intake-{backend}.log"), "w") if log_folder else subprocess.DEVNULL
+    process = subprocess.Popen([binary, "-c", config, "run"], stderr=log,
+                               env=dict(os.environ, INTAKE_LOG=os.environ.get("INTAKE_BENCH_LOG_FILTER", "info,intake::imap=debug") if log_folder else "warn", NO_COLOR="1"))
     try:
         # Polling PostgreSQL spawns psql: poll less often there, so the probe costs little CPU.
         interval = 0.05 if backend == "sqlite" else 0.5

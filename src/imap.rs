@@ -349,7 +349,9 @@ impl Folder<'_> {
         if stop.is_cancelled() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let bodies = fetch_bodies(session, &uids, "BODY.PEEK[]").await?;
+        let fetched = started.elapsed();
         let items: Vec<(u32, Vec<u8>, Origin)> = bodies
             .into_iter()
             .map(|(uid, raw)| (uid, raw, self.origin(uid)))
@@ -367,7 +369,16 @@ impl Folder<'_> {
             .activity
             .messages
             .fetch_add(applied.len() as u64, Ordering::Relaxed);
-        self.after_ingest(session, &done).await
+        let ingested = started.elapsed();
+        self.after_ingest(session, &done).await?;
+        tracing::debug!(
+            messages = done.len(),
+            fetch_ms = fetched.as_millis() as u64,
+            ingest_ms = (ingested - fetched).as_millis() as u64,
+            action_ms = (started.elapsed() - ingested).as_millis() as u64,
+            "batch committed"
+        );
+        Ok(())
     }
 
     async fn ingest(&mut self, uid: u32, raw: &[u8], origin: Origin) -> Result<(), ImapError> {
