@@ -17,6 +17,8 @@ pub struct Dovecot {
     pub imaps_port: u16,
     /// The CA that signed the server certificate: for `ca_file`.
     pub ca_file: PathBuf,
+    /// Dovecot names its processes `dovecot-INSTANCE/...`: how this instance's are found.
+    instance: String,
     child: Option<Child>,
 }
 
@@ -114,6 +116,7 @@ service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
             .arg("-n")
             .stdout(Stdio::null()));
         let mut dovecot = Dovecot {
+            instance: format!("intake-test-{instance}"),
             ca_file: root.join("ca.pem"),
             dir,
             config,
@@ -146,7 +149,9 @@ service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
         }
     }
 
-    /// Stops the server (the Maildirs stay).
+    /// Stops the server, dropping every client connection as an outage does (the Maildirs
+    /// stay). The master leaves `imap` processes serving open connections running, so this
+    /// instance's remaining processes are ended too, by their PIDs.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
@@ -155,6 +160,12 @@ service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
                 .status();
             let _ = child.wait();
         }
+        for pid in self.leftover_pids() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
         // The master may leave its children a moment; wait until the port is free.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok()
@@ -162,6 +173,22 @@ service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// PIDs of processes titled `dovecot-INSTANCE/...`: children this test's Dovecot started.
+    fn leftover_pids(&self) -> Vec<u32> {
+        let prefix = format!("dovecot-{}/", self.instance);
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                cmdline.starts_with(prefix.as_bytes()).then_some(pid)
+            })
+            .collect()
     }
 
     pub fn restart(&mut self) {
