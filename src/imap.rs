@@ -64,6 +64,8 @@ pub enum ImapError {
     Timeout(Duration, &'static str),
     #[error("cannot read {0}")]
     Local(String),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Database(#[from] StoreError),
 }
@@ -429,7 +431,13 @@ impl Folder<'_> {
         match self.task.mailbox.after_ingest {
             AfterIngest::Seen => store_flags(session, uids, "+FLAGS.SILENT (\\Seen)").await,
             AfterIngest::Move => {
-                let target = self.task.mailbox.move_to.clone().unwrap_or_default();
+                // Invariant: config validation requires move_to with "move"; say so if not.
+                let Some(target) = self.task.mailbox.move_to.clone() else {
+                    return Err(ImapError::Config(format!(
+                        "mailbox {}: after_ingest = \"move\" without move_to",
+                        self.task.mailbox.name
+                    )));
+                };
                 self.move_to(session, uids, &target).await
             }
             AfterIngest::Delete => {

@@ -45,11 +45,11 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             eprintln!("intake: {} is valid", settings.source.display());
         }
         Command::Run => {
-            let store = cli::open_store(&settings).await?;
+            let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
             intake::daemon::run(&cli.config, settings, store).await?;
         }
         Command::Migrate => {
-            let store = cli::open_store(&settings).await?;
+            let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
             println!("database is up to date ({})", store.backend());
             store.close().await;
         }

@@ -13,7 +13,7 @@ use crate::ingest::{Policy, decide};
 use crate::message::{Inbound, Origin};
 use crate::store::apply::{Applied, Received, apply, record_failure};
 use crate::store::folders::{self, Checkpoint, FolderKey};
-use crate::store::{Store, StoreError, facts};
+use crate::store::{Store, StoreError, Tx, facts};
 
 /// A race with another writer is retried this many times before it counts as a failure.
 const MAX_CONFLICT_ATTEMPTS: usize = 5;
@@ -40,6 +40,23 @@ impl Rules {
             hash_format: settings.incidents.hash_format.clone(),
             max_message_bytes: settings.limits.max_message_bytes,
         }
+    }
+
+    /// Reads a message, judging its size by what the server declared when only headers came.
+    fn parse(&self, raw: &[u8], origin: &Origin) -> Inbound {
+        let size_bytes = origin.declared_size_bytes.unwrap_or(raw.len() as u64);
+        Inbound::parse_sized(raw, size_bytes, self.max_message_bytes)
+    }
+
+    /// Facts, decision and rows for one message, in the caller's transaction.
+    async fn decide_and_apply(
+        &self,
+        tx: &mut Tx,
+        received: &Received<'_>,
+    ) -> Result<Applied, StoreError> {
+        let facts = facts::gather(tx, received.inbound, &self.hash_format).await?;
+        let decision = decide(received.inbound, &facts, &self.policy);
+        apply(tx, received, &decision, &facts, &self.hash_format).await
     }
 }
 
@@ -84,8 +101,7 @@ impl Pipeline {
         checkpoint: Option<&Checkpoint<'_>>,
     ) -> Result<Applied, StoreError> {
         let rules = self.rules();
-        let size_bytes = origin.declared_size_bytes.unwrap_or(raw.len() as u64);
-        let inbound = Inbound::parse_sized(raw, size_bytes, rules.max_message_bytes);
+        let inbound = rules.parse(raw, origin);
         let received = Received {
             inbound: &inbound,
             raw,
@@ -95,10 +111,7 @@ impl Pipeline {
         for _ in 0..MAX_CONFLICT_ATTEMPTS {
             let mut tx = self.store.begin().await?;
             let attempt = async {
-                let facts = facts::gather(&mut tx, &inbound, &rules.hash_format).await?;
-                let decision = decide(&inbound, &facts, &rules.policy);
-                let applied =
-                    apply(&mut tx, &received, &decision, &facts, &rules.hash_format).await?;
+                let applied = rules.decide_and_apply(&mut tx, &received).await?;
                 if let Some(checkpoint) = checkpoint {
                     folders::advance(&mut tx, checkpoint).await?;
                 }
@@ -154,10 +167,7 @@ impl Pipeline {
         let rules = self.rules();
         let parsed: Vec<Inbound> = items
             .iter()
-            .map(|(_, raw, origin)| {
-                let size_bytes = origin.declared_size_bytes.unwrap_or(raw.len() as u64);
-                Inbound::parse_sized(raw, size_bytes, rules.max_message_bytes)
-            })
+            .map(|(_, raw, origin)| rules.parse(raw, origin))
             .collect();
         let mut tx = self.store.begin().await?;
         let attempt = async {
@@ -168,10 +178,7 @@ impl Pipeline {
                     raw,
                     origin,
                 };
-                let facts = facts::gather(&mut tx, inbound, &rules.hash_format).await?;
-                let decision = decide(inbound, &facts, &rules.policy);
-                results
-                    .push(apply(&mut tx, &received, &decision, &facts, &rules.hash_format).await?);
+                results.push(rules.decide_and_apply(&mut tx, &received).await?);
             }
             let checkpoint = Checkpoint {
                 key,

@@ -19,7 +19,7 @@ pub enum IncidentCommand {
 }
 
 pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Result<()> {
-    let store = super::open_store(settings).await?;
+    let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
     match command {
         IncidentCommand::List { folder, limit } => {
             let rows = read::incidents(&store, folder.as_deref(), *limit).await?;

@@ -53,7 +53,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> anyhow::Result<Inges
         declared_size_bytes: None,
     };
 
-    let store = super::open_store(settings).await?;
+    let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
     let pipeline = Pipeline::new(store, settings);
     let mut status = IngestStatus::Done;
 

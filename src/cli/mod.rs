@@ -42,16 +42,28 @@ pub fn load_settings(cli: &Cli) -> Result<Settings, crate::config::ConfigError> 
     Settings::load(&cli.config)
 }
 
-/// Opens the database, applies migrations and makes sure the default organisation exists.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+/// How thoroughly `open_store` checks the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Run the migrator (takes its lock, verifies checksums): `migrate` and `run`.
+    Apply,
+    /// One read; migrate only when behind: commands run once per message or per look.
+    ApplyIfBehind,
+}
+
+/// Opens the database, brings the schema up to date and makes sure the default organisation
+/// exists.
+pub async fn open_store(settings: &Settings, migrations: Migrations) -> anyhow::Result<Store> {
     let masked = crate::config::mask_url_password(&settings.database.url);
     let store = Store::connect(&settings.database.url)
         .await
         .with_context(|| format!("opening database {masked}"))?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("migrating database {masked}"))?;
+    if migrations == Migrations::Apply || !store.is_migrated().await {
+        store
+            .migrate()
+            .await
+            .with_context(|| format!("migrating database {masked}"))?;
+    }
     store
         .ensure_default_organisation(&settings.organisations.default)
         .await

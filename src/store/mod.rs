@@ -183,6 +183,27 @@ impl Store {
         Ok(())
     }
 
+    /// True when every embedded migration is recorded as applied: one read, no lock. Lets
+    /// short-lived commands (one `intake ingest` per piped message) skip the migration lock
+    /// that `migrate` takes; any doubt (no table yet, an error) answers false.
+    pub async fn is_migrated(&self) -> bool {
+        let migrator = match self {
+            Store::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Store::Postgres(_) => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Result<Vec<i64>, sqlx::Error> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await
+        });
+        match applied {
+            Ok(applied) => migrator
+                .iter()
+                .all(|migration| applied.contains(&migration.version)),
+            Err(_) => false,
+        }
+    }
+
     /// A write transaction. SQLite takes the write lock at once (`BEGIN IMMEDIATE`): a deferred
     /// transaction that reads and then writes fails with "database is locked" under contention.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
@@ -197,6 +218,17 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<OrganisationId, StoreError> {
+        // Read first: a write transaction at every start would serialize concurrent pipes.
+        let current: Option<(i64, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, name FROM organisations WHERE is_default")
+                .fetch_optional(pool)
+                .await?
+        });
+        if let Some((id, current)) = current
+            && current == name
+        {
+            return Ok(id);
+        }
         let mut tx = self.begin().await?;
         let id = on_tx!(&mut tx, conn => {
             let now = Timestamp::now();

@@ -399,3 +399,40 @@ fn check_config_prints_effective_config_without_secrets() {
     );
     assert!(stdout.contains("max_message_bytes = 26214400"), "{stdout}");
 }
+
+on_both_backends!(
+    schema_check_is_read_only_once_migrated,
+    |backend| async move {
+        let intake = Intake::new(backend, "").await;
+        let store = intake.store().await;
+        assert!(
+            !store.is_migrated().await,
+            "an empty database is not migrated"
+        );
+        // A short-lived command on an empty database still brings the schema up to date.
+        intake.run_ok(&["incident", "list"], None);
+        assert!(store.is_migrated().await);
+        assert_eq!(
+            scalar_i64(
+                &store,
+                "SELECT count(*) FROM organisations WHERE is_default"
+            )
+            .await,
+            1
+        );
+        // Renaming the default organisation in the configuration still reaches the database.
+        let renamed = std::fs::read_to_string(&intake.config)
+            .expect("config")
+            .replace(
+                "[[mailbox]]",
+                "[organisations]\ndefault = \"Everyone else\"\n\n[[mailbox]]",
+            );
+        std::fs::write(&intake.config, renamed).expect("config");
+        intake.run_ok(&["ingest"], Some(&mail("x@gmail.com", "Hi", "rename@x")));
+        assert_eq!(
+            strings(&store, "SELECT name FROM organisations WHERE is_default").await,
+            vec!["Everyone else"]
+        );
+        store.close().await;
+    }
+);
