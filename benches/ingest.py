@@ -83,52 +83,25 @@ class Dovecot:
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         d = self.dir
-        for sub in ("run", "state", "mail/support/new", "mail/support/cur", "mail/support/tmp"):
+        for sub in ("run", "state", "home/support", "mail/support/new", "mail/support/cur", "mail/support/tmp"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         with open(os.path.join(d, "users"), "w") as users:
             users.write(f"support:{{PLAIN}}{PASSWORD}::::::\n")
+        # The configuration shared with tests/it/dovecot.rs and scripts/demo.
+        with open(os.path.join(REPO, "scripts/dovecot-test.conf.in")) as template:
+            text = template.read()
+        for placeholder, value in (("@DIR@", d), ("@INSTANCE@", f"intake-bench-{os.getpid()}"),
+                                   ("@SSL@", "ssl = no"), ("@IMAP_PORT@", str(self.port)),
+                                   ("@IMAPS_PORT@", "0")):
+            text = text.replace(placeholder, value)
         self.config = os.path.join(d, "dovecot.conf")
         with open(self.config, "w") as config:
-            config.write(f"""base_dir = {d}/run
-state_dir = {d}/state
-instance_name = intake-bench-{os.getpid()}
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {d}/users
-  default_fields = uid=nobody gid=nogroup home={d}/mail/%u
-}}
-mail_location = maildir:{d}/mail/%u
-first_valid_uid = 1
-first_valid_gid = 1
-log_path = {d}/dovecot.log
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service stats {{
-  unix_listener stats-writer {{
-    mode = 0666
-  }}
-}}
-""")
+            config.write(text)
         # Straight into Maildir new/, named in arrival order: Dovecot assigns UIDs in that order.
         for index, raw in enumerate(messages):
             with open(os.path.join(d, "mail/support/new", f"{1700000000 + index}.M{index}.bench"), "wb") as file:
                 file.write(raw)
-        subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(d, "mail")], check=True)
+        subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(d, "mail"), os.path.join(d, "home")], check=True)
         subprocess.run(["dovecot", "-c", self.config], check=True)
         wait_for(self.answers, "dovecot to listen", limit=30)
         # Let Dovecot index the folder once, so neither side pays for that.

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The user that owns the Maildirs; Dovecot refuses uid 0.
+/// The user that owns the Maildirs (as in the template); Dovecot refuses uid 0.
 const MAIL_USER: &str = "nobody";
+
+/// The configuration shared with scripts/demo and benches/ingest.py.
+const DOVECOT_CONFIG: &str = include_str!("../../scripts/dovecot-test.conf.in");
 
 pub struct Dovecot {
     pub dir: tempfile::TempDir,
@@ -96,18 +99,16 @@ impl Dovecot {
             .and_then(|name| name.to_str())
             .unwrap_or("idv")
             .to_string();
-        let r = root.display();
-        let config_text = format!(
-            "base_dir = {r}/run\nstate_dir = {r}/state\ninstance_name = intake-test-{instance}\n\
-protocols = imap\nlisten = 127.0.0.1\nssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key\n\
-disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
-passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {r}/users\n}}\n\
-userdb {{\n  driver = passwd-file\n  args = username_format=%u {r}/users\n  default_fields = uid={MAIL_USER} gid={gid} home={r}/home/%u\n}}\n\
-mail_location = maildir:{r}/mail/%u\nfirst_valid_uid = 1\nfirst_valid_gid = 1\nlog_path = {r}/dovecot.log\n\
-service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n\
-  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
-service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
-        );
+        let r = root.display().to_string();
+        let config_text = DOVECOT_CONFIG
+            .replace("@DIR@", &r)
+            .replace("@INSTANCE@", &format!("intake-test-{instance}"))
+            .replace(
+                "@SSL@",
+                &format!("ssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key"),
+            )
+            .replace("@IMAP_PORT@", &imap_port.to_string())
+            .replace("@IMAPS_PORT@", &imaps_port.to_string());
         let config = root.join("dovecot.conf");
         std::fs::write(&config, config_text).expect("dovecot.conf");
         run(Command::new("doveconf")
