@@ -635,9 +635,21 @@ pub async fn connect(mailbox: &MailboxSettings) -> Result<ImapSession, ImapError
     }
 }
 
+/// Reads the server's greeting. A `* BYE` greeting (too many connections, maintenance) is
+/// reported as such, not as the login failure that would follow it.
 async fn greeting(client: &mut Client<Transport>, address: &str) -> Result<(), ImapError> {
+    use async_imap::imap_proto::{Response, Status};
     match tokio::time::timeout(COMMAND_TIMEOUT, client.read_response()).await {
-        Ok(Ok(Some(_))) => Ok(()),
+        Ok(Ok(Some(response))) => match response.parsed() {
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => Err(ImapError::Connect(format!(
+                "{address}: the server refused the connection: {}",
+                outcome.information.as_deref().unwrap_or("BYE")
+            ))),
+            _ => Ok(()),
+        },
         Ok(Ok(None)) => Err(ImapError::Connect(format!(
             "{address}: closed before the greeting"
         ))),
@@ -754,6 +766,38 @@ mod tests {
         );
         assert!(backoff(4, 0.0) < backoff(4, 0.99));
         assert_eq!(backoff(2, 0.0), Duration::from_secs_f64(3.2));
+    }
+
+    /// A server that greets with BYE: the operator is told that, not "login refused".
+    #[tokio::test]
+    async fn bye_greeting_is_reported_as_a_refusal() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            socket
+                .write_all(b"* BYE Too many connections, try later\r\n")
+                .await
+                .expect("write");
+        });
+        let text = format!(
+            "[[mailbox]]\nname = \"m\"\naddress = \"m@example.com\"\nhost = \"127.0.0.1\"\n\
+             port = {port}\nsecurity = \"plain\"\nusername = \"m\"\npassword = \"x\"\n"
+        );
+        let settings = crate::config::Settings::parse(&text, std::path::Path::new("t.toml"))
+            .expect("valid config");
+        let error = match connect(&settings.mailboxes[0]).await {
+            Ok(_) => panic!("a BYE greeting must not log in"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains("refused the connection: Too many connections"),
+            "{error}"
+        );
+        server.await.expect("server task");
     }
 
     #[test]
