@@ -27,7 +27,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(file: &Path, key: impl Into<String>, expectation: impl fmt::Display) -> Self {
+    pub fn new(file: &Path, key: impl Into<String>, expectation: impl fmt::Display) -> Self {
         let key = key.into();
         let detail = if key.is_empty() {
             expectation.to_string()
@@ -221,9 +221,19 @@ pub struct SmtpSettings {
 pub struct OutboundSettings {
     pub registration: bool,
     pub acknowledgement: bool,
+    pub approval: bool,
     pub max_auto_per_recipient_per_hour: u32,
+    /// Absolute, or made absolute against the configuration file's directory.
     pub templates_dir: PathBuf,
     pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles with each further one.
+    #[serde(serialize_with = "serialize_duration")]
+    pub retry_delay: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub max_retry_delay: Duration,
+    /// How often the worker in `intake run` looks for due mail besides being woken.
+    #[serde(serialize_with = "serialize_duration")]
+    pub poll_interval: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal_url: Option<String>,
 }
@@ -422,9 +432,13 @@ struct RawSmtp {
 struct RawOutbound {
     registration: Option<bool>,
     acknowledgement: Option<bool>,
+    approval: Option<bool>,
     max_auto_per_recipient_per_hour: Option<u32>,
     templates_dir: Option<PathBuf>,
     max_attempts: Option<u32>,
+    retry_delay: Option<String>,
+    max_retry_delay: Option<String>,
+    poll_interval: Option<String>,
     portal_url: Option<String>,
 }
 
@@ -561,22 +575,65 @@ impl RawConfig {
 
         let smtp = self.smtp.map(|raw| raw.validate(file)).transpose()?;
 
+        let templates_dir = self
+            .outbound
+            .templates_dir
+            .unwrap_or_else(|| PathBuf::from("/etc/intake/templates"));
+        let templates_dir = if templates_dir.is_absolute() {
+            templates_dir
+        } else {
+            let base = file
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::path::absolute(base.join(&templates_dir)).unwrap_or(templates_dir)
+        };
+        let duration = |key: &str, value: Option<&str>, default: &str| {
+            parse_duration(file, key, value.unwrap_or(default))
+        };
         let outbound = OutboundSettings {
             registration: self.outbound.registration.unwrap_or(true),
             acknowledgement: self.outbound.acknowledgement.unwrap_or(true),
+            approval: self.outbound.approval.unwrap_or(true),
             max_auto_per_recipient_per_hour: self
                 .outbound
                 .max_auto_per_recipient_per_hour
                 .unwrap_or(5),
-            templates_dir: self
-                .outbound
-                .templates_dir
-                .unwrap_or_else(|| PathBuf::from("/etc/intake/templates")),
+            templates_dir,
             max_attempts: self.outbound.max_attempts.unwrap_or(10),
+            retry_delay: duration(
+                "outbound.retry_delay",
+                self.outbound.retry_delay.as_deref(),
+                "1m",
+            )?,
+            max_retry_delay: duration(
+                "outbound.max_retry_delay",
+                self.outbound.max_retry_delay.as_deref(),
+                "1h",
+            )?,
+            poll_interval: duration(
+                "outbound.poll_interval",
+                self.outbound.poll_interval.as_deref(),
+                "10s",
+            )?,
             portal_url: self.outbound.portal_url,
         };
         if outbound.max_attempts == 0 {
             return Err(error("outbound.max_attempts", "expected at least 1"));
+        }
+        if outbound.max_retry_delay < outbound.retry_delay {
+            return Err(error(
+                "outbound.max_retry_delay",
+                "expected at least outbound.retry_delay",
+            ));
+        }
+        if let Some(url) = &outbound.portal_url
+            && (url.chars().any(char::is_control) || url.trim().is_empty())
+        {
+            return Err(error(
+                "outbound.portal_url",
+                "expected a single-line URL such as \"https://help.example.com\"",
+            ));
         }
 
         let listen = match self.metrics.listen {

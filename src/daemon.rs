@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{MailboxSettings, Settings};
 use crate::imap::{self, Activity, FolderTask};
+use crate::outbound::{self, Outbound};
 use crate::pipeline::Pipeline;
 use crate::store::folders::FolderKey;
 use crate::store::{Store, StoreError};
@@ -84,10 +85,18 @@ struct Running {
     settings: Settings,
     pipeline: Pipeline,
     tasks: BTreeMap<FolderKey, CancellationToken>,
+    /// The outbound worker's stop token, when `[smtp]` is configured.
+    outbound: Option<CancellationToken>,
 }
 
-/// Runs until SIGTERM or SIGINT. `Err` only when the database is gone at start.
-pub async fn run(config_path: &Path, settings: Settings, store: Store) -> Result<(), StoreError> {
+/// Runs until SIGTERM or SIGINT. `Err` only when the database is gone at start. `outbound` is
+/// built by the caller from the same settings, so a template error stops the start (exit 78).
+pub async fn run(
+    config_path: &Path,
+    settings: Settings,
+    store: Store,
+    outbound: Option<Outbound>,
+) -> Result<(), StoreError> {
     let holder = format!(
         "{}:{}:{:08x}",
         hostname(),
@@ -101,7 +110,9 @@ pub async fn run(config_path: &Path, settings: Settings, store: Store) -> Result
         pipeline: Pipeline::new(store.clone(), &settings),
         settings,
         tasks: BTreeMap::new(),
+        outbound: None,
     };
+    start_outbound(&mut running, outbound, &store, &root, &tracker);
     let keys: Vec<FolderKey> = folders_of(&running.settings).into_keys().collect();
     for key in keys {
         start_task(&mut running, key, &holder, &activity, &root, &tracker);
@@ -138,7 +149,7 @@ pub async fn run(config_path: &Path, settings: Settings, store: Store) -> Result
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 notify(&[NotifyState::Reloading]);
-                reload(config_path, &mut running, &holder, &activity, &root, &tracker);
+                reload(config_path, &mut running, &store, &holder, &activity, &root, &tracker);
                 notify(&[NotifyState::Ready, NotifyState::Status(&status(&running, &activity))]);
             }
             _ = tick.tick() => {
@@ -194,9 +205,39 @@ fn start_task(
     running.tasks.insert(key, stop);
 }
 
+/// Replaces the outbound worker (if any) with one for `outbound`. The old one finishes the
+/// mail in hand and gives back the rest of its claim.
+fn start_outbound(
+    running: &mut Running,
+    outbound: Option<Outbound>,
+    store: &Store,
+    root: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    if let Some(stop) = running.outbound.take() {
+        stop.cancel();
+    }
+    match outbound {
+        Some(outbound) => {
+            let stop = root.child_token();
+            tracker.spawn(outbound::run_worker(
+                std::sync::Arc::new(outbound),
+                store.clone(),
+                running.pipeline.outbound_wake(),
+                stop.clone(),
+            ));
+            running.outbound = Some(stop);
+        }
+        None => tracing::warn!(
+            "no [smtp] configured: registration, approval and acknowledgement mail stays queued"
+        ),
+    }
+}
+
 fn reload(
     config_path: &Path,
     running: &mut Running,
+    store: &Store,
     holder: &str,
     activity: &Arc<Activity>,
     root: &CancellationToken,
@@ -204,6 +245,13 @@ fn reload(
 ) {
     let new = match Settings::load(config_path) {
         Ok(new) => new,
+        Err(error) => {
+            tracing::error!(%error, "reload refused: the running configuration is kept");
+            return;
+        }
+    };
+    let outbound = match Outbound::from_settings(&new) {
+        Ok(outbound) => outbound,
         Err(error) => {
             tracing::error!(%error, "reload refused: the running configuration is kept");
             return;
@@ -225,6 +273,7 @@ fn reload(
     for key in plan.start.iter().cloned() {
         start_task(running, key, holder, activity, root, tracker);
     }
+    start_outbound(running, outbound, store, root, tracker);
     tracing::info!(
         stopped = plan.stop.len(),
         started = plan.start.len(),

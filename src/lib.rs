@@ -7,5 +7,6 @@ pub mod daemon;
 pub mod imap;
 pub mod ingest;
 pub mod message;
+pub mod outbound;
 pub mod pipeline;
 pub mod store;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use intake::cli::{self, Cli, Command};
-use intake::config::ConfigError;
+use intake::config::{ConfigError, Settings};
+use intake::outbound::{Outbound, SetupError};
 use intake::store::StoreError;
 
 const EX_NOINPUT: u8 = 66;
@@ -41,12 +42,15 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let settings = cli::load_settings(cli)?;
     match &cli.command {
         Command::CheckConfig => {
+            check_templates(&settings)?;
             print!("{}", settings.to_toml());
             eprintln!("intake: {} is valid", settings.source.display());
         }
         Command::Run => {
+            // Before the database: a broken template or SMTP setting stops the start (78).
+            let outbound = Outbound::from_settings(&settings)?;
             let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
-            intake::daemon::run(&cli.config, settings, store).await?;
+            intake::daemon::run(&cli.config, settings, store, outbound).await?;
         }
         Command::Migrate => {
             let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
@@ -61,13 +65,40 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Incident(command) => cli::incident::run(&settings, command).await?,
+        Command::Queue(command) => cli::queue::run(&settings, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// With `[smtp]`, everything `intake run` would set up for sending; without it, the templates
+/// when their directory exists (an operator preparing them before enabling mail).
+fn check_templates(settings: &Settings) -> anyhow::Result<()> {
+    if settings.smtp.is_some() {
+        Outbound::from_settings(settings)?;
+        eprintln!(
+            "intake: templates in {} are valid",
+            settings.outbound.templates_dir.display()
+        );
+    } else if settings.outbound.templates_dir.is_dir() {
+        intake::outbound::templates::Templates::load(&settings.outbound.templates_dir)
+            .map_err(SetupError::from)?;
+        eprintln!(
+            "intake: templates in {} are valid (no [smtp]: nothing will be sent)",
+            settings.outbound.templates_dir.display()
+        );
+    } else {
+        eprintln!(
+            "intake: no [smtp] configured: outbound mail stays queued, templates not checked"
+        );
+    }
+    Ok(())
+}
+
 fn exit_code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<SetupError>().is_some()
+        {
             return EX_CONFIG;
         }
         if let Some(StoreError::Unavailable(_)) = cause.downcast_ref::<StoreError>() {

@@ -7,6 +7,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::Notify;
+
 use crate::config::Settings;
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{Policy, decide};
@@ -24,6 +26,8 @@ const MAX_CONFLICT_ATTEMPTS: usize = 5;
 pub struct Pipeline {
     store: Store,
     rules: Arc<RwLock<Arc<Rules>>>,
+    /// Rung after each commit: the outbound worker sends an acknowledgement at once.
+    outbound_wake: Arc<Notify>,
 }
 
 /// What the configuration says about deciding.
@@ -65,7 +69,13 @@ impl Pipeline {
         Pipeline {
             store,
             rules: Arc::new(RwLock::new(Arc::new(Rules::from_settings(settings)))),
+            outbound_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// What the outbound worker waits on besides its poll interval.
+    pub fn outbound_wake(&self) -> Arc<Notify> {
+        self.outbound_wake.clone()
     }
 
     /// Applies a reloaded configuration to every clone, from their next message on.
@@ -121,6 +131,7 @@ impl Pipeline {
             match attempt {
                 Ok(applied) => {
                     tx.commit().await?;
+                    self.outbound_wake.notify_one();
                     log_line(origin, &applied);
                     return Ok(applied);
                 }
@@ -192,6 +203,7 @@ impl Pipeline {
         match attempt {
             Ok(results) => {
                 tx.commit().await?;
+                self.outbound_wake.notify_one();
                 for ((_, _, origin), applied) in items.iter().zip(&results) {
                     log_line(origin, applied);
                 }

@@ -3,6 +3,7 @@
 
 pub mod incident;
 pub mod ingest;
+pub mod queue;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,9 @@ pub enum Command {
     /// Incidents.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
+    /// The outbound mail queue.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
 }
 
 /// Loads the settings; the error names the file and key.

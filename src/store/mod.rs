@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod facts;
 pub mod folders;
+pub mod outbound;
 pub mod read;
 
 use std::str::FromStr;
