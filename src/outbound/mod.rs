@@ -392,7 +392,7 @@ impl Outbound {
 
     /// A failure a later attempt may overcome: retry, unless the attempts are used up.
     fn failed(&self, row: &Claimed, why: String) -> NotSent {
-        if row.attempts >= i64::from(self.settings.max_attempts) {
+        if i64::from(row.attempts) >= i64::from(self.settings.max_attempts) {
             return NotSent::Dead {
                 why: format!("{why} (gave up after {} attempts)", row.attempts),
             };
@@ -400,7 +400,7 @@ impl Outbound {
         let delay = backoff(
             self.settings.retry_delay,
             self.settings.max_retry_delay,
-            row.attempts,
+            i64::from(row.attempts),
         );
         let at = Timestamp(
             chrono::Utc::now()

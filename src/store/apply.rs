@@ -92,6 +92,7 @@ pub async fn apply(
         } => {
             resolve_client(tx, client, inbound, facts, now).await?;
             incident_id = Some(*incident);
+            incident_hash = hash_in_facts(facts, *incident);
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             insert_attachments(tx, stored, inbound).await?;

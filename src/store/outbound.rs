@@ -20,7 +20,7 @@ pub struct Claimed {
     pub incident_id: Option<i64>,
     pub reply_to_message_id: Option<i64>,
     /// Including this attempt.
-    pub attempts: i64,
+    pub attempts: i32,
     pub message_id_header: Option<String>,
 }
 

@@ -5,4 +5,6 @@ mod daemon;
 mod dovecot;
 mod harness;
 mod ingest_cli;
+mod outbound;
+mod smtp;
 mod tidy;
