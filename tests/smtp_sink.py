@@ -2,6 +2,7 @@
 """A real SMTP server for intake's tests: aiosmtpd on 127.0.0.1, answering DATA as scripted.
 
     smtp_sink.py --port 2525 --out DIR [--script 451,250,550]
+                 [--tls implicit|starttls --cert server.pem --key server.key]
 
 Each DATA is answered with the next code of the script (250 once the script is used up).
 Accepted mail is written to DIR/NNNN.eml with its envelope recipients in DIR/NNNN.rcpt; every answer,
@@ -12,6 +13,7 @@ once listening; stops on SIGTERM or SIGINT.
 import argparse
 import os
 import signal
+import ssl
 import threading
 
 from aiosmtpd.controller import Controller
@@ -54,8 +56,18 @@ class Sink:
 
 
 class LoopbackController(Controller):
+    def __init__(self, handler, starttls_context=None, **kwargs):
+        self.starttls_context = starttls_context
+        super().__init__(handler, **kwargs)
+
     def factory(self):
-        return SMTP(self.handler, hostname="sink.test", decode_data=False)
+        return SMTP(
+            self.handler,
+            hostname="sink.test",
+            decode_data=False,
+            tls_context=self.starttls_context,
+            require_starttls=self.starttls_context is not None,
+        )
 
 
 def main():
@@ -63,11 +75,24 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--script", default="")
+    parser.add_argument("--tls", choices=["none", "implicit", "starttls"], default="none")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
     args = parser.parse_args()
+    context = None
+    if args.tls != "none":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
     script = [int(code) for code in args.script.split(",") if code.strip()]
     os.makedirs(args.out, exist_ok=True)
 
-    controller = LoopbackController(Sink(args.out, script), hostname="127.0.0.1", port=args.port)
+    controller = LoopbackController(
+        Sink(args.out, script),
+        starttls_context=context if args.tls == "starttls" else None,
+        hostname="127.0.0.1",
+        port=args.port,
+        ssl_context=context if args.tls == "implicit" else None,
+    )
     controller.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

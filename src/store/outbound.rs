@@ -190,13 +190,15 @@ pub async fn facts(store: &Store, row: &Claimed) -> Result<RowFacts, StoreError>
     Ok(facts)
 }
 
-/// Automatic mail to `recipient` sent in the last hour or being sent now, besides `row`.
+/// Automatic mail to the row's recipient sent since `since`, or older rows being sent now (by
+/// any worker): the oldest mail goes out first, later ones meet the limit.
 pub async fn recent_to(store: &Store, row: &Claimed, since: Timestamp) -> Result<i64, StoreError> {
     let now = Timestamp::now();
     let count = on_pool!(store, pool => {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM outbound WHERE lower(recipient) = lower($1) AND id <> $2 \
-             AND ((state = 'sent' AND sent_at > $3) OR (state = 'sending' AND claimed_until > $4))",
+             AND ((state = 'sent' AND sent_at > $3) \
+                  OR (state = 'sending' AND id < $2 AND claimed_until > $4))",
         )
         .bind(&row.recipient)
         .bind(row.id)

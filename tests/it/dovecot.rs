@@ -311,7 +311,9 @@ impl Drop for Dovecot {
     }
 }
 
-fn make_certificates(dir: &Path) {
+/// A throwaway CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost
+/// (`server.pem`, `server.key`) in `dir`.
+pub fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         run(Command::new("openssl")
             .current_dir(dir)

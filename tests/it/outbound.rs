@@ -7,7 +7,7 @@ use std::time::Duration;
 use intake::on_pool;
 use intake::store::Store;
 
-use crate::dovecot::{Daemon, wait_until};
+use crate::dovecot::{Daemon, make_certificates, wait_until};
 use crate::harness::{Backend, Intake, parse_ingest_line};
 use crate::smtp::{Delivered, SmtpSink};
 
@@ -383,7 +383,7 @@ async fn an_expired_claim_is_sent_and_a_live_one_is_left_alone() {
 
 #[tokio::test]
 async fn a_server_that_is_down_and_then_up_gets_the_mail_from_the_daemon() {
-    let mut sink = SmtpSink::not_started();
+    let mut sink = SmtpSink::not_started(&[]);
     let intake = Intake::custom(
         Backend::Sqlite,
         &format!(
@@ -572,6 +572,17 @@ async fn at_most_max_auto_per_recipient_per_hour() {
         })
         .count();
     assert_eq!(limited, 3);
+    let sent: Vec<String> = rows(&store)
+        .await
+        .into_iter()
+        .filter(|(_, state, _, _)| state == "sent")
+        .map(|(template, _, _, _)| template)
+        .collect();
+    assert_eq!(
+        sent,
+        vec!["registration", "acknowledgement"],
+        "the oldest mail goes first"
+    );
     // Another recipient is not limited by frank's mail.
     intake.run_ok(
         &["ingest"],
@@ -740,4 +751,59 @@ async fn template_errors_are_reported_with_file_and_line() {
         stderr.contains(&templates.join("acknowledgement.txt").display().to_string()),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn tls_is_verified_and_a_private_ca_is_accepted() {
+    let certificates = tempfile::tempdir().expect("a directory for certificates");
+    make_certificates(certificates.path());
+    let path = |name: &str| certificates.path().join(name).display().to_string();
+    for (mode, security) in [("starttls", "starttls"), ("implicit", "tls")] {
+        let mut sink = SmtpSink::not_started(&[
+            "--tls",
+            mode,
+            "--cert",
+            &path("server.pem"),
+            "--key",
+            &path("server.key"),
+        ]);
+        sink.launch("");
+        let config = |ca_file: &str| {
+            outbound_config(sink.port, "registration = false").replace(
+                "security = \"plain\"",
+                &format!("security = \"{security}\"\n{ca_file}"),
+            )
+        };
+        let intake = Intake::new(Backend::Sqlite, &config("")).await;
+        intake.run_ok(
+            &["ingest"],
+            Some(&mail("tls@contoso.com", "Secret", "tls@contoso.com", "")),
+        );
+        // The test CA is no system root: refused, and the reason is on the row.
+        assert_eq!(
+            flush(&intake).trim(),
+            "0 sent, 1 to retry, 0 dead, 0 suppressed",
+            "{mode}"
+        );
+        let store = intake.store().await;
+        let why = rows(&store).await[0].3.clone().unwrap_or_default();
+        assert!(
+            why.to_lowercase().contains("certificate") || why.to_lowercase().contains("issuer"),
+            "{mode}: {why}"
+        );
+        assert!(sink.delivered().is_empty());
+
+        intake.write_config(&format!(
+            "{}\n[[mailbox]]\nname = \"support\"\naddress = \"support@example.com\"\n\
+             host = \"127.0.0.1\"\nsecurity = \"plain\"\nusername = \"support\"\npassword = \"x\"\n",
+            config(&format!("ca_file = \"{}\"", path("ca.pem")))
+        ));
+        assert_eq!(
+            flush(&intake).trim(),
+            "1 sent, 0 to retry, 0 dead, 0 suppressed",
+            "{mode}"
+        );
+        assert_eq!(sink.delivered().len(), 1, "{mode}");
+        store.close().await;
+    }
 }

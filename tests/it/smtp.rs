@@ -13,6 +13,8 @@ pub struct SmtpSink {
     child: Option<Child>,
     pub port: u16,
     pub out: PathBuf,
+    /// Further arguments of every launch, such as `--tls starttls --cert … --key …`.
+    options: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -78,26 +80,21 @@ pub fn free_port() -> u16 {
 impl SmtpSink {
     /// Starts on a free port; `script` is the DATA answers, e.g. "451,250".
     pub fn start(script: &str) -> SmtpSink {
-        let dir = tempfile::tempdir().expect("a directory for the sink");
-        let out = dir.path().join("out");
-        let mut sink = SmtpSink {
-            child: None,
-            port: free_port(),
-            out,
-            _dir: dir,
-        };
+        let mut sink = SmtpSink::not_started(&[]);
         sink.launch(script);
         sink
     }
 
-    /// A port for a sink that is not running yet (a server that is down).
-    pub fn not_started() -> SmtpSink {
+    /// A port for a sink that is not running yet (a server that is down), with the options
+    /// every launch will get.
+    pub fn not_started(options: &[&str]) -> SmtpSink {
         let dir = tempfile::tempdir().expect("a directory for the sink");
         let out = dir.path().join("out");
         SmtpSink {
             child: None,
             port: free_port(),
             out,
+            options: options.iter().map(|option| option.to_string()).collect(),
             _dir: dir,
         }
     }
@@ -114,6 +111,7 @@ impl SmtpSink {
             .arg(&self.out)
             .arg("--script")
             .arg(script)
+            .args(&self.options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
