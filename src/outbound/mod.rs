@@ -183,10 +183,12 @@ impl Outbound {
     ) -> Result<Report, StoreError> {
         let mut report = Report::default();
         loop {
+            // Long enough for the whole batch to be sent one by one, each within the timeout:
+            // a claim that expired under a live worker would let another send the same mail.
+            let hold = self.timeout * (BATCH as u32) + Duration::from_secs(60);
             let claim_until = Timestamp(
                 chrono::Utc::now()
-                    + chrono::Duration::from_std(self.timeout * 2 + Duration::from_secs(60))
-                        .unwrap_or(chrono::Duration::minutes(5)),
+                    + chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::hours(1)),
             );
             let rows = queue::claim(store, due, claim_until, BATCH).await?;
             if rows.is_empty() {
@@ -194,20 +196,24 @@ impl Outbound {
             }
             for (index, row) in rows.iter().enumerate() {
                 if stop.is_cancelled() {
-                    for unsent in &rows[index..] {
-                        queue::release(store, unsent).await?;
-                    }
+                    release(store, &rows[index..]).await;
                     return Ok(report);
                 }
-                match self.attempt(store, row).await {
-                    Ok(outcome) => match self.record(store, row, outcome).await {
-                        Ok(counted) => counted(&mut report),
-                        Err(StoreError::Failed(why)) => {
-                            tracing::warn!(outbound = row.id, error = %why, "outcome not recorded");
-                        }
-                        Err(other) => return Err(other),
-                    },
-                    Err(error) => return Err(error),
+                let recorded = match self.attempt(store, row).await {
+                    Ok(outcome) => self.record(store, row, outcome).await,
+                    Err(error) => Err(error),
+                };
+                match recorded {
+                    Ok(counted) => counted(&mut report),
+                    Err(StoreError::Failed(why)) => {
+                        tracing::warn!(outbound = row.id, error = %why, "outcome not recorded");
+                    }
+                    Err(error) => {
+                        // The database is away: give back what was not tried; the row in hand
+                        // is due again when its claim expires.
+                        release(store, &rows[index + 1..]).await;
+                        return Err(error);
+                    }
                 }
             }
         }
@@ -438,6 +444,17 @@ impl Outbound {
             Some("banned") => Some("the client is banned".to_string()),
             Some("spam") => Some("the client is marked spam".to_string()),
             _ => None,
+        }
+    }
+}
+
+/// Gives back claimed rows not attempted, as far as the database lets us; what it refuses is
+/// due again when its claim expires.
+async fn release(store: &Store, rows: &[Claimed]) {
+    for row in rows {
+        if let Err(error) = queue::release(store, row).await {
+            tracing::debug!(outbound = row.id, %error, "claim left to expire");
+            return;
         }
     }
 }

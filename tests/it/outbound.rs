@@ -807,3 +807,54 @@ async fn tls_is_verified_and_a_private_ca_is_accepted() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_550_is_dead_after_one_try_and_max_attempts_ends_retries() {
+    let sink = SmtpSink::start("550,451,451");
+    let intake = Intake::new(
+        Backend::Sqlite,
+        &outbound_config(sink.port, "registration = false\nmax_attempts = 2"),
+    )
+    .await;
+    intake.run_ok(
+        &["ingest"],
+        Some(&mail("refused@contoso.com", "A", "a@contoso.com", "")),
+    );
+    assert_eq!(
+        flush(&intake).trim(),
+        "0 sent, 0 to retry, 1 dead, 0 suppressed"
+    );
+    let store = intake.store().await;
+    let first = rows(&store).await;
+    assert_eq!((first[0].1.as_str(), first[0].2), ("dead", 1));
+    assert!(first[0].3.as_deref().is_some_and(|why| why.contains("550")));
+
+    intake.run_ok(
+        &["ingest"],
+        Some(&mail("busy@contoso.com", "B", "b@contoso.com", "")),
+    );
+    assert_eq!(
+        flush(&intake).trim(),
+        "0 sent, 1 to retry, 0 dead, 0 suppressed"
+    );
+    assert_eq!(
+        flush(&intake).trim(),
+        "0 sent, 0 to retry, 1 dead, 0 suppressed"
+    );
+    let second = rows(&store).await;
+    assert_eq!((second[1].1.as_str(), second[1].2), ("dead", 2));
+    assert!(
+        second[1]
+            .3
+            .as_deref()
+            .is_some_and(|why| why.contains("451") && why.contains("gave up after 2 attempts")),
+        "{second:?}"
+    );
+    assert_eq!(
+        flush(&intake).trim(),
+        "0 sent, 0 to retry, 0 dead, 0 suppressed"
+    );
+    assert_eq!(sink.attempts().len(), 3);
+    assert!(sink.delivered().is_empty());
+    store.close().await;
+}
