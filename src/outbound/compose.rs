@@ -5,11 +5,13 @@
 //! taken from the customer's mail) goes through `header_safe` or `message_id_safe` first, so no
 //! CR, LF or other control character can start a header of its own.
 
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use regex::Regex;
 
 use super::templates::Rendered;
 
@@ -73,20 +75,35 @@ pub fn message_id_safe(id: &str) -> Option<&str> {
     .then_some(id)
 }
 
-/// The acknowledgement's subject always carries `[#HASH]`, so the answer threads back even
-/// when an operator's template forgot it.
+/// The acknowledgement's subject carries this incident's `[#HASH]` exactly once, so the answer
+/// threads back even when an operator's template forgot it; tags of other incidents (a customer
+/// quoting one) and stacked reply prefixes ("Re: Re: AW:") are dropped, since they would only
+/// confuse the answer.
 pub fn subject_for(letter: &Letter, rendered_subject: &str) -> String {
+    static OTHER_TAG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\[#[^\]\s]{1,40}\]").unwrap_or_else(|_| unreachable!("a valid pattern"))
+    });
+    static REPLY_PREFIXES: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^(?:(?:re|fwd?|aw|wg|sv|vs|antw)\s*:\s*){2,}")
+            .unwrap_or_else(|_| unreachable!("a valid pattern"))
+    });
     let subject = header_safe(rendered_subject);
-    match &letter.incident_hash {
-        Some(hash) if letter.template == "acknowledgement" => {
-            let tag = format!("[#{hash}]");
-            if subject.contains(&tag) {
-                subject
-            } else {
-                format!("{subject} {tag}")
-            }
+    let (Some(hash), "acknowledgement") = (&letter.incident_hash, letter.template.as_str()) else {
+        return subject;
+    };
+    let tag = format!("[#{hash}]");
+    let without_others = OTHER_TAG.replace_all(&subject, |found: &regex::Captures<'_>| {
+        if found[0] == tag {
+            found[0].to_string()
+        } else {
+            String::new()
         }
-        _ => subject,
+    });
+    let subject = header_safe(&REPLY_PREFIXES.replace(&without_others, "Re: "));
+    if subject.contains(&tag) {
+        subject
+    } else {
+        format!("{subject} {tag}")
     }
 }
 
@@ -263,6 +280,17 @@ mod tests {
             ..letter()
         };
         assert_eq!(subject_for(&registration, "Welcome"), "Welcome");
+        assert_eq!(
+            subject_for(
+                &letter(),
+                "Re: Re: AW: [#XYZ-999-00000] Printer [#ABC-123-45678]"
+            ),
+            "Re: Printer [#ABC-123-45678]"
+        );
+        assert_eq!(
+            subject_for(&letter(), "Re: [#XYZ-999-00000] Printer"),
+            "Re: Printer [#ABC-123-45678]"
+        );
     }
 
     #[test]

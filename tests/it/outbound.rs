@@ -138,7 +138,7 @@ on_both_backends!(templates_threading_and_approval, |backend| async move {
 
     let delivered = sink.delivered();
     assert_eq!(delivered.len(), 2);
-    let registration = by_subject(&delivered, "Welcome");
+    let registration = by_subject(&delivered, "registration");
     common_headers(registration, "ada@contoso.com");
     assert!(
         registration
