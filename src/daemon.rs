@@ -305,10 +305,12 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
+/// gethostname(2): works under the unit's `ProcSubset=pid`, which hides /proc/sys.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 #[cfg(test)]

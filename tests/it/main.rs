@@ -7,4 +7,6 @@ mod harness;
 mod ingest_cli;
 mod outbound;
 mod smtp;
+mod staff_views;
+mod systemd_unit;
 mod tidy;

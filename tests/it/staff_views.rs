@@ -1,0 +1,140 @@
+//! Staff read the database with the tools they already have: the `sqlite3` command-line client
+//! on the SQLite file and `psql` on PostgreSQL, through the views, with no intake code between.
+
+use std::process::Command;
+
+use crate::harness::{Backend, Intake, parse_ingest_line};
+
+fn mail(from: &str, subject: &str, message_id: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n{extra}\r\nHello.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Rows as `a|b|c` lines, the way a person at a shell reads them.
+fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
+    let output = match backend {
+        Backend::Sqlite => {
+            let file = intake.db.url.trim_start_matches("sqlite://");
+            Command::new("sqlite3")
+                .args(["-readonly", "-separator", "|", file, sql])
+                .output()
+        }
+        Backend::Postgres => Command::new("psql")
+            .args([intake.db.url.as_str(), "-X", "-At", "-F", "|", "-c", sql])
+            .output(),
+    }
+    .unwrap_or_else(|error| panic!("{backend:?} client: {error} (scripts/test installs it)"));
+    assert!(
+        output.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn read_through_views(backend: Backend) {
+    let intake = Intake::new(
+        backend,
+        "[clients]\npending_mail = \"hold\"\nauto_approve = false",
+    )
+    .await;
+    let created = intake.run_ok(
+        &["ingest", "--mailbox", "support"],
+        Some(&mail(
+            "Ada Lovelace <ada@contoso.com>",
+            "Printer on fire",
+            "v1@contoso.com",
+            "",
+        )),
+    );
+    let hash = parse_ingest_line(&created).hash.expect("an incident");
+    intake.run_ok(
+        &["ingest"],
+        Some(&mail(
+            "robot@vendor.example",
+            "Out of office",
+            "v2@vendor.example",
+            "Auto-Submitted: auto-replied\r\n",
+        )),
+    );
+
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            "SELECT hash, folder, client_email, client_name, organisation, subject, message_count \
+             FROM incident_overview"
+        ),
+        vec![format!(
+            "{hash}|held|ada@contoso.com|Ada Lovelace|contoso.com|Printer on fire|1"
+        )]
+    );
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            "SELECT hash, held_reason FROM held_folder"
+        ),
+        vec![format!("{hash}|pending_approval")]
+    );
+    assert!(query(&intake, backend, "SELECT hash FROM spam_folder").is_empty());
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            "SELECT email, approval, standing, incident_count FROM client_overview"
+        ),
+        vec!["ada@contoso.com|pending|normal|1"]
+    );
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            "SELECT direction, incident_hash, from_address, subject FROM recent_messages \
+             ORDER BY message_id"
+        ),
+        vec![
+            format!("inbound|{hash}|ada@contoso.com|Printer on fire"),
+            "inbound||robot@vendor.example|Out of office".to_string(),
+        ]
+    );
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            "SELECT outcome, sender, incident_hash FROM ingest_overview ORDER BY log_id"
+        ),
+        vec![
+            format!("created|ada@contoso.com|{hash}"),
+            "auto_reply|robot@vendor.example|".to_string(),
+        ]
+    );
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            "SELECT state, template, recipient, client_name, incident_hash FROM outbound_overview \
+             ORDER BY outbound_id"
+        ),
+        vec![
+            "queued|registration|ada@contoso.com|Ada Lovelace|".to_string(),
+            format!("queued|acknowledgement|ada@contoso.com|Ada Lovelace|{hash}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sqlite3_reads_an_incident_through_the_views() {
+    read_through_views(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn psql_reads_an_incident_through_the_views() {
+    read_through_views(Backend::Postgres).await;
+}
