@@ -2,10 +2,11 @@
 //! a test CA and server certificate, listening on 127.0.0.1 only, stopped on drop by its PID.
 //! Also the `intake run` daemon as a child process.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::smtp::free_port;
 
 /// The user that owns the Maildirs (as in the template); Dovecot refuses uid 0.
 const MAIL_USER: &str = "nobody";
@@ -23,13 +24,6 @@ pub struct Dovecot {
     /// Dovecot names its processes `dovecot-INSTANCE/...`: how this instance's are found.
     instance: String,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 fn run(command: &mut Command) {

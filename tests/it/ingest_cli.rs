@@ -8,23 +8,6 @@ use intake::store::Store;
 
 use crate::harness::{Backend, Intake, parse_ingest_line, run_binary};
 
-/// Generates `NAME_on_sqlite` and `NAME_on_postgres` from one async body taking a `Backend`.
-macro_rules! on_both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn on_sqlite() {
-                ($body)(Backend::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn on_postgres() {
-                ($body)(Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 fn mail(from: &str, subject: &str, message_id: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\n\

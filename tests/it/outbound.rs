@@ -11,22 +11,6 @@ use crate::dovecot::{Daemon, make_certificates, wait_until};
 use crate::harness::{Backend, Intake, parse_ingest_line};
 use crate::smtp::{Delivered, SmtpSink};
 
-macro_rules! on_both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn on_sqlite() {
-                ($body)(Backend::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn on_postgres() {
-                ($body)(Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 /// `[smtp]` to the sink and `[outbound]` with the shipped templates and quick retries.
 fn outbound_config(port: u16, extra_outbound: &str) -> String {
     format!(

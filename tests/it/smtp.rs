@@ -70,6 +70,7 @@ impl Delivered {
     }
 }
 
+/// A port on 127.0.0.1 nothing listens on now, for a server a test starts.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
