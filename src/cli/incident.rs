@@ -37,7 +37,7 @@ pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Resu
                     ]
                 })
                 .collect();
-            print_table(
+            super::print_table(
                 &[
                     "HASH",
                     "FOLDER",
@@ -53,29 +53,4 @@ pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Resu
     }
     store.close().await;
     Ok(())
-}
-
-/// Left-aligned columns, the last one unpadded.
-fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = headers.map(|header| header.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (index, cell) in cells.iter().enumerate() {
-            if index + 1 == N {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[index]));
-            }
-        }
-        println!("{}", text.trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
 }

@@ -74,3 +74,28 @@ pub async fn open_store(settings: &Settings, migrations: Migrations) -> anyhow::
         .context("creating the default organisation")?;
     Ok(store)
 }
+
+/// Left-aligned columns, the last one unpadded.
+pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(|header| header.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[index]));
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings};
 use crate::outbound::{Outbound, Report};
-use crate::store::outbound::Due;
+use crate::store::outbound::{self, Due};
+use crate::store::read;
 use crate::store::{StoreError, Timestamp};
 
 use super::{Migrations, open_store};
@@ -16,6 +17,22 @@ pub enum QueueCommand {
     /// Send every queued mail now, including mail waiting to retry (each at most once), and
     /// print what became of it. Safe while `intake run` is running: rows are claimed.
     Flush,
+    /// List outbound mail, newest first, with its state, attempts and last error.
+    List {
+        /// Only this state.
+        #[arg(long, value_parser = ["queued", "sending", "sent", "retry", "dead", "suppressed"])]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue dead, retrying or suppressed mail again, attempts reset; `intake run` or
+    /// `intake queue flush` sends it (the loop rules and rate limit still apply).
+    Retry {
+        /// Outbound ids, as `queue list` shows them.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
 }
 
 pub async fn run(settings: &Settings, command: &QueueCommand) -> anyhow::Result<()> {
@@ -23,6 +40,60 @@ pub async fn run(settings: &Settings, command: &QueueCommand) -> anyhow::Result<
         QueueCommand::Flush => {
             let report = flush(settings).await?;
             println!("{report}");
+        }
+        QueueCommand::List { state, limit } => {
+            let store = open_store(settings, Migrations::ApplyIfBehind).await?;
+            let rows = read::outbound(&store, state.as_deref(), *limit).await;
+            store.close().await;
+            let table: Vec<[String; 8]> = rows?
+                .into_iter()
+                .map(|row| {
+                    [
+                        row.outbound_id.to_string(),
+                        row.state,
+                        row.template,
+                        row.recipient,
+                        row.incident_hash.unwrap_or_default(),
+                        row.attempts.to_string(),
+                        row.next_attempt_at.to_iso(),
+                        row.last_error.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            super::print_table(
+                &[
+                    "ID",
+                    "STATE",
+                    "TEMPLATE",
+                    "RECIPIENT",
+                    "INCIDENT",
+                    "ATTEMPTS",
+                    "NEXT ATTEMPT",
+                    "LAST ERROR",
+                ],
+                &table,
+            );
+        }
+        QueueCommand::Retry { ids } => {
+            let store = open_store(settings, Migrations::ApplyIfBehind).await?;
+            let mut refused = Vec::new();
+            for id in ids {
+                match outbound::requeue(&store, *id).await {
+                    Ok(true) => println!("{id} queued"),
+                    Ok(false) => refused.push(id.to_string()),
+                    Err(error) => {
+                        store.close().await;
+                        return Err(error.into());
+                    }
+                }
+            }
+            store.close().await;
+            if !refused.is_empty() {
+                anyhow::bail!(
+                    "not queued again (no such id, or not dead, retry or suppressed): {}",
+                    refused.join(", ")
+                );
+            }
         }
     }
     Ok(())

@@ -354,3 +354,22 @@ pub async fn release(store: &Store, row: &Claimed) -> Result<(), StoreError> {
     });
     Ok(())
 }
+
+/// Staff ask for another try: a `dead`, `retry` or `suppressed` row is queued again with its
+/// attempts reset (the send-time rules still apply). `false` when the row is in another state.
+pub async fn requeue(store: &Store, id: i64) -> Result<bool, StoreError> {
+    let now = Timestamp::now();
+    let updated = on_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE outbound SET state = 'queued', attempts = 0, next_attempt_at = $2, \
+             claimed_until = NULL, updated_at = $2 \
+             WHERE id = $1 AND state IN ('dead', 'retry', 'suppressed')",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(updated == 1)
+}

@@ -36,3 +36,36 @@ pub async fn incidents(
     });
     Ok(rows)
 }
+
+/// One row of `outbound_overview`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboundRow {
+    pub outbound_id: i64,
+    pub state: String,
+    pub template: String,
+    pub recipient: String,
+    pub incident_hash: Option<String>,
+    pub attempts: i32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+pub async fn outbound(
+    store: &Store,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OutboundRow>, StoreError> {
+    let rows = on_pool!(store, pool => {
+        sqlx::query_as::<_, OutboundRow>(
+            "SELECT outbound_id, state, template, recipient, incident_hash, attempts, \
+             next_attempt_at, last_error, created_at FROM outbound_overview \
+             WHERE ($1 IS NULL OR state = $1) ORDER BY outbound_id DESC LIMIT $2",
+        )
+        .bind(state)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows)
+}

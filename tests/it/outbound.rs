@@ -840,5 +840,37 @@ async fn a_550_is_dead_after_one_try_and_max_attempts_ends_retries() {
     );
     assert_eq!(sink.attempts().len(), 3);
     assert!(sink.delivered().is_empty());
+
+    // Staff see the dead mail and queue it again from the shell.
+    let listed = intake.run_ok(&["queue", "list", "--state", "dead"], None);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(lines[0].starts_with("ID  STATE"), "{listed}");
+    let refused_line = lines
+        .iter()
+        .find(|line| line.contains("refused@contoso.com"))
+        .expect("the refused mail is listed");
+    assert!(refused_line.contains("550"), "{refused_line}");
+    let id = refused_line.split_whitespace().next().expect("an id");
+    assert_eq!(
+        intake.run_ok(&["queue", "retry", id], None).trim(),
+        format!("{id} queued")
+    );
+    let again = intake.run(&["queue", "retry", id, "999"], None);
+    assert!(
+        !again.status.success(),
+        "a queued row and a missing id are refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains(&format!("{id}, 999")));
+    assert_eq!(
+        flush(&intake).trim(),
+        "1 sent, 0 to retry, 0 dead, 0 suppressed"
+    );
+    assert_eq!(sink.delivered().len(), 1);
+    assert!(
+        intake
+            .run_ok(&["queue", "list", "--state", "sent"], None)
+            .contains("refused@contoso.com")
+    );
     store.close().await;
 }
