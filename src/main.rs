@@ -66,6 +66,7 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Incident(command) => cli::incident::run(&settings, command).await?,
         Command::Queue(command) => cli::queue::run(&settings, command).await?,
+        Command::Log(args) => cli::log::run(&settings, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

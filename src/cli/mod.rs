@@ -3,6 +3,7 @@
 
 pub mod incident;
 pub mod ingest;
+pub mod log;
 pub mod queue;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     /// Incidents.
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
+    /// What became of recent messages (the ingest_log table), newest first.
+    Log(log::LogArgs),
     /// The outbound mail queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),

@@ -69,3 +69,34 @@ pub async fn outbound(
     });
     Ok(rows)
 }
+
+/// One row of `ingest_overview`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogRow {
+    pub logged_at: Timestamp,
+    pub outcome: String,
+    pub mailbox: Option<String>,
+    pub sender: Option<String>,
+    pub incident_hash: Option<String>,
+    pub subject: Option<String>,
+    pub reason: Option<String>,
+}
+
+pub async fn ingest_log(
+    store: &Store,
+    outcome: Option<&str>,
+    limit: i64,
+) -> Result<Vec<LogRow>, StoreError> {
+    let rows = on_pool!(store, pool => {
+        sqlx::query_as::<_, LogRow>(
+            "SELECT logged_at, outcome, mailbox, sender, incident_hash, subject, reason \
+             FROM ingest_overview WHERE ($1 IS NULL OR outcome = $1) \
+             ORDER BY log_id DESC LIMIT $2",
+        )
+        .bind(outcome)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows)
+}

@@ -127,6 +127,20 @@ async fn read_through_views(backend: Backend) {
             format!("queued|acknowledgement|ada@contoso.com|Ada Lovelace|{hash}"),
         ]
     );
+
+    // The same from the shell: `intake log`, newest first, and filtered by outcome.
+    let log = intake.run_ok(&["log"], None);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines[0].starts_with("LOGGED AT"), "{log}");
+    assert!(lines[1].contains("auto_reply") && lines[1].contains("robot@vendor.example"));
+    assert!(
+        lines[2].contains("created") && lines[2].contains(&hash),
+        "{log}"
+    );
+    let filtered = intake.run_ok(&["log", "--outcome", "created", "--limit", "5"], None);
+    assert_eq!(filtered.lines().count(), 2, "{filtered}");
+    assert!(filtered.contains("ada@contoso.com") && !filtered.contains("robot"));
 }
 
 #[tokio::test]
