@@ -1,9 +1,10 @@
-//! `intake incident list`: incidents as staff see them in `incident_overview`.
+//! `intake incident list|show`: incidents as staff see them in `incident_overview`.
 
 use clap::Subcommand;
 
 use crate::config::Settings;
-use crate::store::read;
+use crate::store::Timestamp;
+use crate::store::read::{self, IncidentFilter};
 
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
@@ -12,17 +13,62 @@ pub enum IncidentCommand {
         /// Only this folder: inbox, spam or held.
         #[arg(long, value_parser = ["inbox", "spam", "held"])]
         folder: Option<String>,
+        /// Only this client's (by email).
+        #[arg(long)]
+        client: Option<String>,
+        /// Only this organisation's (by name).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only those opened since this day or time (2026-11-20 or 2026-11-20T08:00:00Z).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<Timestamp>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// One incident and its messages, oldest first.
+    Show {
+        /// The incident hash, as in a subject tag.
+        hash: String,
+    },
+}
+
+fn parse_since(text: &str) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Timestamp(time.with_timezone(&chrono::Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|midnight| Timestamp(midnight.and_utc()))
+        .ok_or_else(|| format!("expected a day such as 2026-11-20 or a time such as 2026-11-20T08:00:00Z, not {text:?}"))
 }
 
 pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Result<()> {
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
     match command {
-        IncidentCommand::List { folder, limit } => {
-            let rows = read::incidents(&store, folder.as_deref(), *limit).await?;
+        IncidentCommand::List {
+            folder,
+            client,
+            org,
+            since,
+            limit,
+        } => {
+            let filter = IncidentFilter {
+                folder: folder.clone(),
+                client_email: client.clone(),
+                organisation: org.clone(),
+                since: *since,
+            };
+            let rows = read::incidents(&store, &filter, *limit).await;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    store.close().await;
+                    return Err(error.into());
+                }
+            };
             let table: Vec<[String; 7]> = rows
                 .into_iter()
                 .map(|row| {
@@ -49,6 +95,43 @@ pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Resu
                 ],
                 &table,
             );
+        }
+        IncidentCommand::Show { hash } => {
+            let found = read::incident(&store, hash).await;
+            store.close().await;
+            let Some((incident, messages)) = found? else {
+                anyhow::bail!("no incident {hash}");
+            };
+            for (label, value) in [
+                ("Hash", incident.hash),
+                ("Subject", incident.subject),
+                ("Folder", incident.folder),
+                ("Status", incident.status),
+                ("Client", incident.client_email),
+                ("Organisation", incident.organisation),
+                ("Mailbox", incident.mailbox.unwrap_or_default()),
+                ("Opened", incident.created_at.to_iso()),
+            ] {
+                println!("{:<13} {value}", format!("{label}:"));
+            }
+            println!();
+            let table: Vec<[String; 5]> = messages
+                .into_iter()
+                .map(|message| {
+                    [
+                        message.received_at.to_iso(),
+                        message.direction,
+                        message.from_address.unwrap_or_default(),
+                        message.attachment_count.to_string(),
+                        message.subject.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            super::print_table(
+                &["RECEIVED", "DIRECTION", "FROM", "ATTACHMENTS", "SUBJECT"],
+                &table,
+            );
+            return Ok(());
         }
     }
     store.close().await;

@@ -18,23 +18,79 @@ pub struct IncidentRow {
     pub created_at: Timestamp,
 }
 
+/// Which incidents `incidents` lists.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub folder: Option<String>,
+    pub client_email: Option<String>,
+    pub organisation: Option<String>,
+    pub since: Option<Timestamp>,
+}
+
 pub async fn incidents(
     store: &Store,
-    folder: Option<&str>,
+    filter: &IncidentFilter,
     limit: i64,
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let rows = on_pool!(store, pool => {
         sqlx::query_as::<_, IncidentRow>(
             "SELECT hash, folder, status, subject, client_email, organisation, mailbox, \
              message_count, created_at FROM incident_overview \
-             WHERE ($1 IS NULL OR folder = $1) ORDER BY created_at DESC, incident_id DESC LIMIT $2",
+             WHERE ($1 IS NULL OR folder = $1) \
+               AND ($2 IS NULL OR lower(client_email) = lower($2)) \
+               AND ($3 IS NULL OR lower(organisation) = lower($3)) \
+               AND ($4 IS NULL OR created_at >= $4) \
+             ORDER BY created_at DESC, incident_id DESC LIMIT $5",
         )
-        .bind(folder)
+        .bind(&filter.folder)
+        .bind(&filter.client_email)
+        .bind(&filter.organisation)
+        .bind(filter.since)
         .bind(limit)
         .fetch_all(pool)
         .await?
     });
     Ok(rows)
+}
+
+/// One message of an incident, from `recent_messages`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub received_at: Timestamp,
+    pub direction: String,
+    pub from_address: Option<String>,
+    pub subject: Option<String>,
+    pub attachment_count: i64,
+}
+
+/// An incident by hash (any case) and its messages, oldest first.
+pub async fn incident(
+    store: &Store,
+    hash: &str,
+) -> Result<Option<(IncidentRow, Vec<MessageRow>)>, StoreError> {
+    let found = on_pool!(store, pool => {
+        let incident = sqlx::query_as::<_, IncidentRow>(
+            "SELECT hash, folder, status, subject, client_email, organisation, mailbox, \
+             message_count, created_at FROM incident_overview WHERE hash = upper($1)",
+        )
+        .bind(hash)
+        .fetch_optional(pool)
+        .await?;
+        match incident {
+            Some(incident) => {
+                let messages = sqlx::query_as::<_, MessageRow>(
+                    "SELECT received_at, direction, from_address, subject, attachment_count \
+                     FROM recent_messages WHERE incident_hash = $1 ORDER BY message_id",
+                )
+                .bind(&incident.hash)
+                .fetch_all(pool)
+                .await?;
+                Some((incident, messages))
+            }
+            None => None,
+        }
+    });
+    Ok(found)
 }
 
 /// One row of `outbound_overview`.

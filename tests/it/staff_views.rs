@@ -141,6 +141,35 @@ async fn read_through_views(backend: Backend) {
     let filtered = intake.run_ok(&["log", "--outcome", "created", "--limit", "5"], None);
     assert_eq!(filtered.lines().count(), 2, "{filtered}");
     assert!(filtered.contains("ada@contoso.com") && !filtered.contains("robot"));
+
+    // `intake incident list` filters and `incident show`.
+    let list = |args: &[&str]| {
+        let mut all = vec!["incident", "list"];
+        all.extend_from_slice(args);
+        intake.run_ok(&all, None).lines().count() - 1
+    };
+    assert_eq!(list(&["--client", "ADA@contoso.com"]), 1);
+    assert_eq!(list(&["--client", "nobody@contoso.com"]), 0);
+    assert_eq!(list(&["--org", "contoso.com", "--folder", "held"]), 1);
+    assert_eq!(list(&["--org", "contoso.com", "--folder", "inbox"]), 0);
+    assert_eq!(list(&["--since", "2000-01-01"]), 1);
+    assert_eq!(list(&["--since", "2999-01-01T00:00:00Z"]), 0);
+    let bad = intake.run(&["incident", "list", "--since", "last tuesday"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a day such as"));
+
+    let shown = intake.run_ok(&["incident", "show", &hash.to_lowercase()], None);
+    assert!(shown.contains(&format!("Hash:         {hash}")), "{shown}");
+    assert!(shown.contains("Subject:      Printer on fire"), "{shown}");
+    assert!(shown.contains("Client:       ada@contoso.com"), "{shown}");
+    let message = shown
+        .lines()
+        .find(|line| line.contains("inbound"))
+        .unwrap_or_else(|| panic!("no message line in\n{shown}"));
+    assert!(message.contains("ada@contoso.com") && message.contains("Printer on fire"));
+    let missing = intake.run(&["incident", "show", "ZZZ-000-00000"], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no incident ZZZ-000-00000"));
 }
 
 #[tokio::test]
