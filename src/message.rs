@@ -183,7 +183,7 @@ impl Inbound {
     /// sender gave none.
     pub fn dedup_key(&self) -> String {
         match &self.message_id {
-            Some(id) => format!("message-id:{id}"),
+            Some(id) => dedup_key_for_message_id(id),
             None => format!("sha256:{}", self.raw_sha256),
         }
     }
@@ -204,6 +204,12 @@ impl Inbound {
         }
         candidates
     }
+}
+
+/// `messages.dedup_key` of a message with this Message-ID (no angle brackets), ours or not: a
+/// copy of our own mail that comes back in is then a `duplicate`.
+pub fn dedup_key_for_message_id(message_id: &str) -> String {
+    format!("message-id:{message_id}")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 
 use crate::config::Settings;
-use crate::store::Timestamp;
 use crate::store::read::{self, IncidentFilter};
+use crate::store::{Store, Timestamp};
 
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
@@ -47,6 +47,12 @@ fn parse_since(text: &str) -> Result<Timestamp, String> {
 
 pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Result<()> {
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
+    let result = execute(&store, command).await;
+    store.close().await;
+    result
+}
+
+async fn execute(store: &Store, command: &IncidentCommand) -> anyhow::Result<()> {
     match command {
         IncidentCommand::List {
             folder,
@@ -61,14 +67,7 @@ pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Resu
                 organisation: org.clone(),
                 since: *since,
             };
-            let rows = read::incidents(&store, &filter, *limit).await;
-            let rows = match rows {
-                Ok(rows) => rows,
-                Err(error) => {
-                    store.close().await;
-                    return Err(error.into());
-                }
-            };
+            let rows = read::incidents(store, &filter, *limit).await?;
             let table: Vec<[String; 7]> = rows
                 .into_iter()
                 .map(|row| {
@@ -97,9 +96,7 @@ pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Resu
             );
         }
         IncidentCommand::Show { hash } => {
-            let found = read::incident(&store, hash).await;
-            store.close().await;
-            let Some((incident, messages)) = found? else {
+            let Some((incident, messages)) = read::incident(store, hash).await? else {
                 anyhow::bail!("no incident {hash}");
             };
             for (label, value) in [
@@ -131,9 +128,7 @@ pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Resu
                 &["RECEIVED", "DIRECTION", "FROM", "ATTACHMENTS", "SUBJECT"],
                 &table,
             );
-            return Ok(());
         }
     }
-    store.close().await;
     Ok(())
 }

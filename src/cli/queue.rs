@@ -8,7 +8,7 @@ use crate::config::{ConfigError, Settings};
 use crate::outbound::{Outbound, Report};
 use crate::store::outbound::{self, Due};
 use crate::store::read;
-use crate::store::{StoreError, Timestamp};
+use crate::store::{Store, StoreError, Timestamp};
 
 use super::{Migrations, open_store};
 
@@ -76,18 +76,13 @@ pub async fn run(settings: &Settings, command: &QueueCommand) -> anyhow::Result<
         }
         QueueCommand::Retry { ids } => {
             let store = open_store(settings, Migrations::ApplyIfBehind).await?;
-            let mut refused = Vec::new();
-            for id in ids {
-                match outbound::requeue(&store, *id).await {
-                    Ok(true) => println!("{id} queued"),
-                    Ok(false) => refused.push(id.to_string()),
-                    Err(error) => {
-                        store.close().await;
-                        return Err(error.into());
-                    }
-                }
-            }
+            let requeued = requeue(&store, ids).await;
             store.close().await;
+            let refused: Vec<String> = requeued?
+                .into_iter()
+                .filter(|(_, queued)| !queued)
+                .map(|(id, _)| id.to_string())
+                .collect();
             if !refused.is_empty() {
                 anyhow::bail!(
                     "not queued again (no such id, or not dead, retry or suppressed): {}",
@@ -97,6 +92,19 @@ pub async fn run(settings: &Settings, command: &QueueCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// Each id with whether it was queued again; the queued ones are printed as they go.
+async fn requeue(store: &Store, ids: &[i64]) -> Result<Vec<(i64, bool)>, StoreError> {
+    let mut done = Vec::with_capacity(ids.len());
+    for id in ids {
+        let queued = outbound::requeue(store, *id).await?;
+        if queued {
+            println!("{id} queued");
+        }
+        done.push((*id, queued));
+    }
+    Ok(done)
 }
 
 async fn flush(settings: &Settings) -> anyhow::Result<Report> {
@@ -117,7 +125,5 @@ async fn flush(settings: &Settings) -> anyhow::Result<Report> {
         )
         .await;
     store.close().await;
-    result
-        .map_err(|error: StoreError| anyhow::Error::new(error))
-        .context("flushing the outbound queue")
+    result.context("flushing the outbound queue")
 }

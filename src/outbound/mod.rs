@@ -63,6 +63,15 @@ pub struct Report {
 }
 
 impl Report {
+    fn add(&mut self, outcome: &Attempt) {
+        match outcome {
+            Attempt::Sent(_) => self.sent += 1,
+            Attempt::NotSent(NotSent::Retry { .. }) => self.retry += 1,
+            Attempt::NotSent(NotSent::Dead { .. }) => self.dead += 1,
+            Attempt::NotSent(NotSent::Suppressed { .. }) => self.suppressed += 1,
+        }
+    }
+
     pub fn attempted(&self) -> usize {
         self.sent + self.retry + self.dead + self.suppressed
     }
@@ -199,18 +208,26 @@ impl Outbound {
                     release(store, &rows[index..]).await;
                     return Ok(report);
                 }
-                let recorded = match self.attempt(store, row).await {
-                    Ok(outcome) => self.record(store, row, outcome).await,
-                    Err(error) => Err(error),
-                };
-                match recorded {
-                    Ok(counted) => counted(&mut report),
+                let outcome = match self.attempt(store, row).await {
+                    Ok(outcome) => outcome,
+                    // A query that fails for a reason other than the database being away:
+                    // counted as a failed attempt on the row, so staff see it and it ends dead.
                     Err(StoreError::Failed(why)) => {
-                        tracing::warn!(outbound = row.id, error = %why, "outcome not recorded");
+                        Attempt::NotSent(self.failed(row, format!("database error: {why}")))
                     }
                     Err(error) => {
                         // The database is away: give back what was not tried; the row in hand
                         // is due again when its claim expires.
+                        release(store, &rows[index + 1..]).await;
+                        return Err(error);
+                    }
+                };
+                match self.record(store, row, &outcome).await {
+                    Ok(()) => report.add(&outcome),
+                    Err(StoreError::Failed(why)) => {
+                        tracing::warn!(outbound = row.id, error = %why, "outcome not recorded");
+                    }
+                    Err(error) => {
                         release(store, &rows[index + 1..]).await;
                         return Err(error);
                     }
@@ -219,15 +236,16 @@ impl Outbound {
         }
     }
 
+    /// Writes the outcome on the row and logs it: one line per mail.
     async fn record(
         &self,
         store: &Store,
         row: &Claimed,
-        outcome: Attempt,
-    ) -> Result<fn(&mut Report), StoreError> {
+        outcome: &Attempt,
+    ) -> Result<(), StoreError> {
         match outcome {
             Attempt::Sent(copy) => {
-                queue::mark_sent(store, row, &copy).await?;
+                queue::mark_sent(store, row, copy).await?;
                 tracing::info!(
                     outbound = row.id,
                     template = %row.template,
@@ -235,37 +253,26 @@ impl Outbound {
                     message_id = %copy.message_id_header,
                     "mail sent"
                 );
-                Ok(|report| report.sent += 1)
             }
             Attempt::NotSent(not_sent) => {
-                queue::mark_not_sent(store, row, &not_sent).await?;
-                let log = |state: &str, why: &str| {
-                    tracing::warn!(
-                        outbound = row.id,
-                        template = %row.template,
-                        recipient = %row.recipient,
-                        attempt = row.attempts,
-                        state,
-                        reason = why,
-                        "mail not sent"
-                    );
+                queue::mark_not_sent(store, row, not_sent).await?;
+                let (state, why) = match not_sent {
+                    NotSent::Retry { at, why } => (format!("retry at {}", at.to_iso()), why),
+                    NotSent::Dead { why } => ("dead".to_string(), why),
+                    NotSent::Suppressed { why } => ("suppressed".to_string(), why),
                 };
-                Ok(match &not_sent {
-                    NotSent::Retry { at, why } => {
-                        log(&format!("retry at {}", at.to_iso()), why);
-                        |report: &mut Report| report.retry += 1
-                    }
-                    NotSent::Dead { why } => {
-                        log("dead", why);
-                        |report: &mut Report| report.dead += 1
-                    }
-                    NotSent::Suppressed { why } => {
-                        log("suppressed", why);
-                        |report: &mut Report| report.suppressed += 1
-                    }
-                })
+                tracing::warn!(
+                    outbound = row.id,
+                    template = %row.template,
+                    recipient = %row.recipient,
+                    attempt = row.attempts,
+                    state,
+                    reason = %why,
+                    "mail not sent"
+                );
             }
         }
+        Ok(())
     }
 
     async fn attempt(&self, store: &Store, row: &Claimed) -> Result<Attempt, StoreError> {

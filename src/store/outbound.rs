@@ -236,7 +236,7 @@ fn lost_claim(row: &Claimed) -> StoreError {
 /// The server took the mail: `sent`, with its copy stored on the incident.
 pub async fn mark_sent(store: &Store, row: &Claimed, copy: &SentCopy) -> Result<(), StoreError> {
     let now = Timestamp::now();
-    let dedup_key = format!("message-id:{}", copy.message_id_header);
+    let dedup_key = crate::message::dedup_key_for_message_id(&copy.message_id_header);
     let sha256 = crate::message::sha256_hex(&copy.raw);
     let mut tx = store.begin().await?;
     let updated = crate::on_tx!(&mut tx, conn => {

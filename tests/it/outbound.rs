@@ -874,3 +874,48 @@ async fn a_550_is_dead_after_one_try_and_max_attempts_ends_retries() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_row_the_worker_cannot_read_is_retried_with_the_reason_recorded() {
+    let sink = SmtpSink::start("");
+    let intake = Intake::new(
+        Backend::Sqlite,
+        &outbound_config(sink.port, "acknowledgement = false"),
+    )
+    .await;
+    intake.run_ok(
+        &["ingest"],
+        Some(&mail("Hal <hal@contoso.com>", "Hi", "hal@contoso.com", "")),
+    );
+    let store = intake.store().await;
+    // A viewer wrote bytes that are not UTF-8 into the name column: SQLite takes them.
+    execute(
+        &store,
+        "UPDATE clients SET display_name = x'FFFE' WHERE email = 'hal@contoso.com'",
+    )
+    .await;
+    assert_eq!(
+        flush(&intake).trim(),
+        "0 sent, 1 to retry, 0 dead, 0 suppressed"
+    );
+    let failed = rows(&store).await;
+    assert_eq!((failed[0].1.as_str(), failed[0].2), ("retry", 1));
+    assert!(
+        failed[0]
+            .3
+            .as_deref()
+            .is_some_and(|why| why.starts_with("database error:")),
+        "{failed:?}"
+    );
+    execute(
+        &store,
+        "UPDATE clients SET display_name = 'Hal' WHERE email = 'hal@contoso.com'",
+    )
+    .await;
+    assert_eq!(
+        flush(&intake).trim(),
+        "1 sent, 0 to retry, 0 dead, 0 suppressed"
+    );
+    assert_eq!(sink.delivered().len(), 1);
+    store.close().await;
+}
