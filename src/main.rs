@@ -1,7 +1,8 @@
 //! argv → config → logging → subcommand → exit code.
 //!
 //! Exit codes follow sysexits: 78 (EX_CONFIG) for a bad configuration, 75 (EX_TEMPFAIL) when the
-//! database is unavailable, 66 (EX_NOINPUT) for an unreadable input, 70 (EX_SOFTWARE) otherwise.
+//! database is unavailable, 66 (EX_NOINPUT) for an unreadable input, 65 (EX_DATAERR) for a
+//! change refused (an unknown client, bad CSV rows), 70 (EX_SOFTWARE) otherwise.
 
 use std::process::ExitCode;
 
@@ -10,7 +11,9 @@ use intake::cli::{self, Cli, Command};
 use intake::config::{ConfigError, Settings};
 use intake::outbound::{Outbound, SetupError};
 use intake::store::StoreError;
+use intake::store::admin::AdminError;
 
+const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_SOFTWARE: u8 = 70;
 const EX_TEMPFAIL: u8 = 75;
@@ -64,9 +67,11 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EX_NOINPUT));
             }
         }
-        Command::Incident(command) => cli::incident::run(&settings, command).await?,
-        Command::Queue(command) => cli::queue::run(&settings, command).await?,
-        Command::Log(args) => cli::log::run(&settings, args).await?,
+        Command::Incident(command) => cli::incident::run(&settings, command, cli.output()).await?,
+        Command::Queue(command) => cli::queue::run(&settings, command, cli.output()).await?,
+        Command::Log(args) => cli::log::run(&settings, args, cli.output()).await?,
+        Command::Client(command) => cli::client::run(&settings, command, cli.output()).await?,
+        Command::Org(command) => cli::org::run(&settings, command, cli.output()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -104,6 +109,11 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         }
         if let Some(StoreError::Unavailable(_)) = cause.downcast_ref::<StoreError>() {
             return EX_TEMPFAIL;
+        }
+        match cause.downcast_ref::<AdminError>() {
+            Some(AdminError::Refused(_)) => return EX_DATAERR,
+            Some(AdminError::Store(StoreError::Unavailable(_))) => return EX_TEMPFAIL,
+            _ => {}
         }
     }
     EX_SOFTWARE

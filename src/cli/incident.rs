@@ -45,14 +45,22 @@ fn parse_since(text: &str) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("expected a day such as 2026-11-20 or a time such as 2026-11-20T08:00:00Z, not {text:?}"))
 }
 
-pub async fn run(settings: &Settings, command: &IncidentCommand) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &Settings,
+    command: &IncidentCommand,
+    output: super::Output,
+) -> anyhow::Result<()> {
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
-    let result = execute(&store, command).await;
+    let result = execute(&store, command, output).await;
     store.close().await;
     result
 }
 
-async fn execute(store: &Store, command: &IncidentCommand) -> anyhow::Result<()> {
+async fn execute(
+    store: &Store,
+    command: &IncidentCommand,
+    output: super::Output,
+) -> anyhow::Result<()> {
     match command {
         IncidentCommand::List {
             folder,
@@ -68,6 +76,9 @@ async fn execute(store: &Store, command: &IncidentCommand) -> anyhow::Result<()>
                 since: *since,
             };
             let rows = read::incidents(store, &filter, *limit).await?;
+            if output == super::Output::Json {
+                return super::print_json(&rows);
+            }
             let table: Vec<[String; 7]> = rows
                 .into_iter()
                 .map(|row| {
@@ -99,6 +110,11 @@ async fn execute(store: &Store, command: &IncidentCommand) -> anyhow::Result<()>
             let Some((incident, messages)) = read::incident(store, hash).await? else {
                 anyhow::bail!("no incident {hash}");
             };
+            if output == super::Output::Json {
+                return super::print_json(
+                    &serde_json::json!({ "incident": incident, "messages": messages }),
+                );
+            }
             for (label, value) in [
                 ("Hash", incident.hash),
                 ("Subject", incident.subject),

@@ -18,11 +18,15 @@ pub struct LogArgs {
     limit: i64,
 }
 
-pub async fn run(settings: &Settings, args: &LogArgs) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: &LogArgs, output: super::Output) -> anyhow::Result<()> {
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
     let rows = read::ingest_log(&store, args.outcome.as_deref(), args.limit).await;
     store.close().await;
-    let table: Vec<[String; 7]> = rows?
+    let rows = rows?;
+    if output == super::Output::Json {
+        return super::print_json(&rows);
+    }
+    let table: Vec<[String; 7]> = rows
         .into_iter()
         .map(|row| {
             [

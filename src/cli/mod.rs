@@ -1,9 +1,11 @@
 //! The command line: a file per noun. Parses arguments with clap, opens the store, calls the
 //! edges, prints for people, and leaves exit codes to `main.rs`.
 
+pub mod client;
 pub mod incident;
 pub mod ingest;
 pub mod log;
+pub mod org;
 pub mod queue;
 
 use std::path::PathBuf;
@@ -20,6 +22,9 @@ pub struct Cli {
     /// Configuration file.
     #[arg(short, long, global = true, env = "INTAKE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Print listings and results as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,6 +47,43 @@ pub enum Command {
     /// The outbound mail queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Clients: list, add, approve, ban, spam, merge, delete, import and export as CSV.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Organisations and the email domains they own.
+    #[command(subcommand)]
+    Org(org::OrgCommand),
+}
+
+/// How a command prints what it found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+impl Cli {
+    pub fn output(&self) -> Output {
+        if self.json {
+            Output::Json
+        } else {
+            Output::Table
+        }
+    }
+}
+
+/// Pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Who is running a command, for `admin_log`: the user behind sudo, else the user.
+pub fn actor() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|user| !user.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Loads the settings; the error names the file and key.

@@ -35,7 +35,11 @@ pub enum QueueCommand {
     },
 }
 
-pub async fn run(settings: &Settings, command: &QueueCommand) -> anyhow::Result<()> {
+pub async fn run(
+    settings: &Settings,
+    command: &QueueCommand,
+    output: super::Output,
+) -> anyhow::Result<()> {
     match command {
         QueueCommand::Flush => {
             let report = flush(settings).await?;
@@ -45,7 +49,11 @@ pub async fn run(settings: &Settings, command: &QueueCommand) -> anyhow::Result<
             let store = open_store(settings, Migrations::ApplyIfBehind).await?;
             let rows = read::outbound(&store, state.as_deref(), *limit).await;
             store.close().await;
-            let table: Vec<[String; 8]> = rows?
+            let rows = rows?;
+            if output == super::Output::Json {
+                return super::print_json(&rows);
+            }
+            let table: Vec<[String; 8]> = rows
                 .into_iter()
                 .map(|row| {
                     [

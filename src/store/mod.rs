@@ -4,6 +4,7 @@
 //! and compiled for both backends by `on_tx!`, which expands its body once per concrete
 //! connection type. Migrations live in `migrations/sqlite` and `migrations/postgres`.
 
+pub mod admin;
 pub mod apply;
 pub mod facts;
 pub mod folders;
@@ -353,6 +354,13 @@ impl Timestamp {
 
     pub fn to_iso(self) -> String {
         self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+/// As staff read it: ISO-8601 UTC text, in `--json` output too.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_iso())
     }
 }
 

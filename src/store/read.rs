@@ -5,7 +5,7 @@ use crate::on_pool;
 use super::{Store, StoreError, Timestamp};
 
 /// One row of `incident_overview`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct IncidentRow {
     pub hash: String,
     pub folder: String,
@@ -54,7 +54,7 @@ pub async fn incidents(
 }
 
 /// One message of an incident, from `recent_messages`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct MessageRow {
     pub received_at: Timestamp,
     pub direction: String,
@@ -94,7 +94,7 @@ pub async fn incident(
 }
 
 /// One row of `outbound_overview`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct OutboundRow {
     pub outbound_id: i64,
     pub state: String,
@@ -127,7 +127,7 @@ pub async fn outbound(
 }
 
 /// One row of `ingest_overview`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct LogRow {
     pub logged_at: Timestamp,
     pub outcome: String,

@@ -1,0 +1,677 @@
+//! `intake client`: clients from a shell, one at a time or in bulk (several emails, or
+//! `--org NAME`), and as CSV in and out.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::Settings;
+use crate::ingest::{Approval, Standing};
+use crate::store::Store;
+use crate::store::admin::{self, AdminError, ClientChange, ClientEntry, ClientFilter, Targets};
+
+use super::{Migrations, Output, actor, open_store};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// List clients by email, with their organisation, approval and standing.
+    List {
+        /// Only this organisation's clients.
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, value_parser = ["pending", "approved"])]
+        approval: Option<String>,
+        #[arg(long, value_parser = ["normal", "banned", "spam"])]
+        standing: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 500)]
+        limit: i64,
+    },
+    /// One client and their incidents.
+    Show { email: String },
+    /// Register a client by hand; approved and in good standing unless told otherwise.
+    Add {
+        email: String,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Organisation by name; without it, the owner of the email's domain or the default.
+        #[arg(long)]
+        org: Option<String>,
+        /// Register as pending: their mail is held until `intake client approve`.
+        #[arg(long)]
+        pending: bool,
+        /// Do not queue the registration mail ([outbound] registration decides otherwise).
+        #[arg(long)]
+        no_registration_mail: bool,
+    },
+    /// Approve: releases their held incidents and queues the approval mail.
+    Approve(Selection),
+    /// Back to pending: their new mail is held until approved again.
+    Disapprove(Selection),
+    /// Drop their future mail (kept in the audit trail); approval is kept for `unban`.
+    Ban(Selection),
+    /// Lift a ban or spam flag: standing back to normal, approval as it was.
+    Unban(Selection),
+    /// Their new mail goes to the spam folder and they get no automatic mail.
+    Spam(Selection),
+    /// Same as `unban`: standing back to normal.
+    NotSpam(Selection),
+    /// Remove clients with all their incidents and messages.
+    Delete {
+        #[command(flatten)]
+        selection: Selection,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Move SOURCE's incidents and messages to TARGET and remove SOURCE.
+    Merge {
+        source: String,
+        #[arg(long)]
+        into: String,
+    },
+    /// Add or update clients from a CSV file (email, first_name, last_name, organisation,
+    /// approval, standing): every row is checked first, and nothing is imported if one is bad.
+    Import { file: PathBuf },
+    /// Write every client as CSV in the shape `import` reads, to stdout or a file.
+    Export {
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// The clients a mass action applies to.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Client emails.
+    #[arg(required_unless_present = "org", conflicts_with = "org")]
+    emails: Vec<String>,
+    /// Every client of this organisation instead.
+    #[arg(long)]
+    org: Option<String>,
+}
+
+impl Selection {
+    fn targets(&self) -> Targets {
+        match &self.org {
+            Some(name) => Targets::Organisation(name.clone()),
+            None => Targets::Emails(self.emails.clone()),
+        }
+    }
+}
+
+pub async fn run(
+    settings: &Settings,
+    command: &ClientCommand,
+    output: Output,
+) -> anyhow::Result<()> {
+    // Read the CSV before touching the database: a bad file costs no connection.
+    let import = match command {
+        ClientCommand::Import { file } => Some(read_csv_file(file)?),
+        _ => None,
+    };
+    let store = open_store(settings, Migrations::ApplyIfBehind).await?;
+    let result = execute(settings, &store, command, import, output).await;
+    store.close().await;
+    result
+}
+
+async fn execute(
+    settings: &Settings,
+    store: &Store,
+    command: &ClientCommand,
+    import: Option<Vec<(usize, CsvRow)>>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let actor = actor();
+    match command {
+        ClientCommand::List {
+            org,
+            approval,
+            standing,
+            limit,
+        } => {
+            let filter = ClientFilter {
+                organisation: org.clone(),
+                approval: approval.clone(),
+                standing: standing.clone(),
+            };
+            let rows = admin::clients(store, &filter, *limit).await?;
+            if output == Output::Json {
+                return super::print_json(&rows);
+            }
+            let table: Vec<[String; 7]> = rows
+                .into_iter()
+                .map(|row| {
+                    [
+                        row.email,
+                        full_name(&row.first_name, &row.last_name, &row.display_name),
+                        row.organisation,
+                        row.approval,
+                        row.standing,
+                        row.incident_count.to_string(),
+                        row.open_incident_count.to_string(),
+                    ]
+                })
+                .collect();
+            super::print_table(
+                &[
+                    "EMAIL",
+                    "NAME",
+                    "ORGANISATION",
+                    "APPROVAL",
+                    "STANDING",
+                    "INCIDENTS",
+                    "OPEN",
+                ],
+                &table,
+            );
+        }
+        ClientCommand::Show { email } => {
+            let Some(client) = admin::client(store, email).await? else {
+                return Err(
+                    AdminError::Refused(format!("no client with the address {email}")).into(),
+                );
+            };
+            let filter = crate::store::read::IncidentFilter {
+                client_email: Some(client.email.clone()),
+                ..Default::default()
+            };
+            let incidents = crate::store::read::incidents(store, &filter, 1000).await?;
+            if output == Output::Json {
+                return super::print_json(&serde_json::json!({
+                    "client": client,
+                    "incidents": incidents,
+                }));
+            }
+            for (label, value) in [
+                ("Email", client.email.clone()),
+                (
+                    "Name",
+                    full_name(&client.first_name, &client.last_name, &client.display_name),
+                ),
+                ("Organisation", client.organisation.clone()),
+                ("Approval", client.approval.clone()),
+                ("Standing", client.standing.clone()),
+                ("Registered", client.created_at.to_iso()),
+            ] {
+                println!("{:<13} {value}", format!("{label}:"));
+            }
+            println!();
+            let table: Vec<[String; 4]> = incidents
+                .into_iter()
+                .map(|row| [row.hash, row.folder, row.status, row.subject])
+                .collect();
+            super::print_table(&["HASH", "FOLDER", "STATUS", "SUBJECT"], &table);
+        }
+        ClientCommand::Add {
+            email,
+            first_name,
+            last_name,
+            org,
+            pending,
+            no_registration_mail,
+        } => {
+            let entry = ClientEntry {
+                email: valid_email(email).map_err(AdminError::Refused)?,
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+                organisation: org.clone(),
+                approval: Some(if *pending {
+                    Approval::Pending
+                } else {
+                    Approval::Approved
+                }),
+                standing: Some(Standing::Normal),
+            };
+            let mail = settings.outbound.registration && !no_registration_mail;
+            admin::add_client(store, &actor, &entry, mail).await?;
+            let client = admin::client(store, &entry.email).await?;
+            if output == Output::Json {
+                return super::print_json(&client);
+            }
+            if let Some(client) = client {
+                println!(
+                    "{} added to {} ({}{})",
+                    client.email,
+                    client.organisation,
+                    client.approval,
+                    if mail {
+                        ", registration mail queued"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        ClientCommand::Approve(selection) => {
+            change(
+                store,
+                &actor,
+                selection,
+                ClientChange::Approval(Approval::Approved),
+                output,
+            )
+            .await?;
+        }
+        ClientCommand::Disapprove(selection) => {
+            change(
+                store,
+                &actor,
+                selection,
+                ClientChange::Approval(Approval::Pending),
+                output,
+            )
+            .await?;
+        }
+        ClientCommand::Ban(selection) => {
+            change(
+                store,
+                &actor,
+                selection,
+                ClientChange::Standing(Standing::Banned),
+                output,
+            )
+            .await?;
+        }
+        ClientCommand::Unban(selection) | ClientCommand::NotSpam(selection) => {
+            change(
+                store,
+                &actor,
+                selection,
+                ClientChange::Standing(Standing::Normal),
+                output,
+            )
+            .await?;
+        }
+        ClientCommand::Spam(selection) => {
+            change(
+                store,
+                &actor,
+                selection,
+                ClientChange::Standing(Standing::Spam),
+                output,
+            )
+            .await?;
+        }
+        ClientCommand::Delete { selection, yes } => {
+            let emails = match selection.targets() {
+                Targets::Emails(emails) => emails,
+                Targets::Organisation(name) => {
+                    let filter = ClientFilter {
+                        organisation: Some(name),
+                        ..Default::default()
+                    };
+                    admin::clients(store, &filter, i64::MAX)
+                        .await?
+                        .into_iter()
+                        .map(|row| row.email)
+                        .collect()
+                }
+            };
+            for email in &emails {
+                if admin::client(store, email).await?.is_none() {
+                    return Err(AdminError::Refused(format!(
+                        "no client with the address {email}; nothing was deleted"
+                    ))
+                    .into());
+                }
+            }
+            if !*yes && !confirm(&emails)? {
+                anyhow::bail!("nothing was deleted");
+            }
+            let mut report = Vec::new();
+            for email in &emails {
+                let deleted = admin::delete_client(store, &actor, email).await?;
+                if output == Output::Table {
+                    println!(
+                        "{email} deleted with {} incidents and {} messages",
+                        deleted.incidents, deleted.messages
+                    );
+                }
+                report.push(serde_json::json!({ "email": email, "deleted": deleted }));
+            }
+            if output == Output::Json {
+                return super::print_json(&report);
+            }
+        }
+        ClientCommand::Merge { source, into } => {
+            let merged = admin::merge_clients(store, &actor, source, into).await?;
+            if output == Output::Json {
+                return super::print_json(&merged);
+            }
+            println!(
+                "{source} merged into {into}: {} incidents moved",
+                merged.incidents
+            );
+        }
+        ClientCommand::Import { file } => {
+            let rows = import.unwrap_or_default();
+            let entries = validate(store, &rows)
+                .await?
+                .map_err(|problems| bad_rows(file, &problems))?;
+            let imported = admin::import_clients(store, &actor, &entries).await?;
+            if output == Output::Json {
+                return super::print_json(&imported);
+            }
+            println!(
+                "{}: {} clients added, {} updated",
+                file.display(),
+                imported.added,
+                imported.updated
+            );
+        }
+        ClientCommand::Export { output: path } => {
+            let entries = admin::export_clients(store).await?;
+            match path {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    write_csv(file, &entries)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                None => write_csv(std::io::stdout().lock(), &entries)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn change(
+    store: &Store,
+    actor: &str,
+    selection: &Selection,
+    change: ClientChange,
+    output: Output,
+) -> anyhow::Result<()> {
+    let changed = admin::change_clients(store, actor, &selection.targets(), change).await?;
+    if output == Output::Json {
+        return super::print_json(&changed);
+    }
+    for client in changed {
+        if client.before == client.after {
+            println!("{}: already {}", client.email, client.after);
+        } else {
+            println!("{}: {} -> {}", client.email, client.before, client.after);
+        }
+    }
+    Ok(())
+}
+
+fn full_name(first: &Option<String>, last: &Option<String>, display: &Option<String>) -> String {
+    let joined = [first.as_deref(), last.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if joined.trim().is_empty() {
+        display.clone().unwrap_or_default()
+    } else {
+        joined
+    }
+}
+
+/// Asks on the terminal; without one, `--yes` is required.
+fn confirm(emails: &[String]) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "deleting {} clients with all their incidents: pass --yes to confirm",
+            emails.len()
+        );
+    }
+    eprint!(
+        "Delete {} with all their incidents and messages? [y/N] ",
+        emails.join(", ")
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The CSV columns, in order; the header row names them.
+const CSV_HEADER: [&str; 6] = [
+    "email",
+    "first_name",
+    "last_name",
+    "organisation",
+    "approval",
+    "standing",
+];
+
+/// A CSV record as read, before validation.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+struct CsvRow {
+    email: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    organisation: String,
+    #[serde(default)]
+    approval: String,
+    #[serde(default)]
+    standing: String,
+}
+
+/// Every record with its line number. Column names are matched without regard to case,
+/// spaces or underscores ("First name" is `first_name`); a record that cannot be read at all
+/// fails the whole file, with its line.
+fn read_csv_file(path: &Path) -> anyhow::Result<Vec<(usize, CsvRow)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(file);
+    let headers: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: reading the header row", path.display()))?
+        .iter()
+        .map(|name| name.to_lowercase().replace([' ', '-'], "_"))
+        .collect();
+    let unknown: Vec<&String> = headers
+        .iter()
+        .filter(|name| !CSV_HEADER.contains(&name.as_str()))
+        .collect();
+    if !headers.iter().any(|name| name == "email") || !unknown.is_empty() {
+        anyhow::bail!(
+            "{}: line 1: expected the columns {} (email required), found {}",
+            path.display(),
+            CSV_HEADER.join(", "),
+            headers.join(", ")
+        );
+    }
+    let headers = csv::StringRecord::from(headers);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|error| {
+            let line = error
+                .position()
+                .map(|position| position.line())
+                .unwrap_or(0);
+            anyhow::anyhow!("{}: line {line}: {error}", path.display())
+        })?;
+        let line = record
+            .position()
+            .map(|position| position.line())
+            .unwrap_or(0);
+        let row: CsvRow = record
+            .deserialize(Some(&headers))
+            .map_err(|error| anyhow::anyhow!("{}: line {line}: {error}", path.display()))?;
+        rows.push((usize::try_from(line).unwrap_or(usize::MAX), row));
+    }
+    Ok(rows)
+}
+
+/// The entries to import, or every problem found, by line.
+async fn validate(
+    store: &Store,
+    rows: &[(usize, CsvRow)],
+) -> anyhow::Result<Result<Vec<ClientEntry>, Vec<String>>> {
+    let organisations: HashMap<String, String> = admin::organisations(store)
+        .await?
+        .into_iter()
+        .map(|row| (row.name.to_lowercase(), row.name))
+        .collect();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut entries = Vec::with_capacity(rows.len());
+    for (line, row) in rows {
+        let mut reasons = Vec::new();
+        let email = match valid_email(&row.email) {
+            Ok(email) => {
+                if !seen.insert(email.to_lowercase()) {
+                    reasons.push(format!("{email} appears twice in the file"));
+                }
+                email
+            }
+            Err(reason) => {
+                reasons.push(reason);
+                String::new()
+            }
+        };
+        let organisation = match row.organisation.as_str() {
+            "" => None,
+            name => match organisations.get(&name.to_lowercase()) {
+                Some(name) => Some(name.clone()),
+                None => {
+                    reasons.push(format!(
+                        "no organisation named {name:?} (intake org add {name:?})"
+                    ));
+                    None
+                }
+            },
+        };
+        let approval = match row.approval.to_lowercase().as_str() {
+            "" => None,
+            text => Approval::parse(text).or_else(|| {
+                reasons.push(format!("approval {text:?} is not one of pending, approved"));
+                None
+            }),
+        };
+        let standing = match row.standing.to_lowercase().as_str() {
+            "" => None,
+            text => Standing::parse(text).or_else(|| {
+                reasons.push(format!(
+                    "standing {text:?} is not one of normal, banned, spam"
+                ));
+                None
+            }),
+        };
+        if reasons.is_empty() {
+            entries.push(ClientEntry {
+                email,
+                first_name: non_empty(&row.first_name),
+                last_name: non_empty(&row.last_name),
+                organisation,
+                approval,
+                standing,
+            });
+        } else {
+            problems.push(format!("line {line}: {}", reasons.join("; ")));
+        }
+    }
+    Ok(if problems.is_empty() {
+        Ok(entries)
+    } else {
+        Err(problems)
+    })
+}
+
+fn bad_rows(file: &Path, problems: &[String]) -> AdminError {
+    AdminError::Refused(format!(
+        "{}: {} bad rows, nothing imported:\n  {}",
+        file.display(),
+        problems.len(),
+        problems.join("\n  ")
+    ))
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// One address, `local@domain`, without spaces, brackets or a display name.
+fn valid_email(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let well_formed = text.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains('@')
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+            && !local
+                .chars()
+                .any(|c| c.is_whitespace() || "<>(),;:\"[]\\".contains(c))
+    });
+    if well_formed {
+        Ok(text.to_string())
+    } else if text.is_empty() {
+        Err("the email is empty".to_string())
+    } else {
+        Err(format!("{text:?} is not an email address"))
+    }
+}
+
+fn write_csv(writer: impl Write, entries: &[ClientEntry]) -> anyhow::Result<()> {
+    let mut csv = csv::Writer::from_writer(writer);
+    csv.write_record(CSV_HEADER)?;
+    for entry in entries {
+        csv.write_record([
+            entry.email.as_str(),
+            entry.first_name.as_deref().unwrap_or(""),
+            entry.last_name.as_deref().unwrap_or(""),
+            entry.organisation.as_deref().unwrap_or(""),
+            entry.approval.map(Approval::as_str).unwrap_or(""),
+            entry.standing.map(Standing::as_str).unwrap_or(""),
+        ])?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_plain_addresses() {
+        assert_eq!(
+            valid_email(" ada@contoso.com ").as_deref(),
+            Ok("ada@contoso.com")
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@contoso.com",
+            "Ada <ada@contoso.com>",
+            "a b@c.com",
+            "ada@localhost",
+            "ada@contoso..com.",
+        ] {
+            assert!(valid_email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn full_name_falls_back_to_the_display_name() {
+        let some = |text: &str| Some(text.to_string());
+        assert_eq!(
+            full_name(&some("Ada"), &some("Lovelace"), &some("A. L.")),
+            "Ada Lovelace"
+        );
+        assert_eq!(full_name(&None, &None, &some("A. L.")), "A. L.");
+        assert_eq!(full_name(&None, &some("Lovelace"), &None), "Lovelace");
+    }
+}

@@ -1,0 +1,866 @@
+//! Staff changes to clients and organisations, as `intake client` and `intake org` make them.
+//!
+//! Each change is one transaction that also writes an `admin_log` row. Mass actions check every
+//! target first and change nothing when one is unknown. What follows from a change is left to
+//! the database where staff could make the same change in a viewer: the triggers release held
+//! incidents and queue approval mail when `approval` turns `approved`, and ingest reads
+//! `standing` afresh for every message.
+
+use serde::Serialize;
+
+use crate::ingest::{Approval, Standing};
+use crate::{on_pool, on_tx};
+
+use super::{Store, StoreError, Timestamp, Tx};
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The change does not make sense as asked (an unknown client, the default organisation,
+    /// a domain another organisation owns): nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AdminError {
+    fn from(error: sqlx::Error) -> Self {
+        AdminError::Store(StoreError::from(error))
+    }
+}
+
+/// One row of `client_overview`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ClientRow {
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub display_name: Option<String>,
+    pub organisation: String,
+    pub approval: String,
+    pub standing: String,
+    pub incident_count: i64,
+    pub open_incident_count: i64,
+    pub last_incident_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// Which clients `clients` lists; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFilter {
+    pub organisation: Option<String>,
+    pub approval: Option<String>,
+    pub standing: Option<String>,
+}
+
+pub async fn clients(
+    store: &Store,
+    filter: &ClientFilter,
+    limit: i64,
+) -> Result<Vec<ClientRow>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_as::<_, ClientRow>(
+            "SELECT email, first_name, last_name, display_name, organisation, approval, standing, \
+             incident_count, open_incident_count, last_incident_at, created_at FROM client_overview \
+             WHERE ($1 IS NULL OR lower(organisation) = lower($1)) \
+               AND ($2 IS NULL OR approval = $2) AND ($3 IS NULL OR standing = $3) \
+             ORDER BY lower(email) LIMIT $4",
+        )
+        .bind(&filter.organisation)
+        .bind(&filter.approval)
+        .bind(&filter.standing)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+pub async fn client(store: &Store, email: &str) -> Result<Option<ClientRow>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_as::<_, ClientRow>(
+            "SELECT email, first_name, last_name, display_name, organisation, approval, standing, \
+             incident_count, open_incident_count, last_incident_at, created_at FROM client_overview \
+             WHERE lower(email) = lower($1)",
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+/// A client as staff enter it: with `client add` or a CSV row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientEntry {
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// An organisation's name; none places the client by their email's domain.
+    pub organisation: Option<String>,
+    pub approval: Option<Approval>,
+    pub standing: Option<Standing>,
+}
+
+/// Adds one client; `registration_mail` queues the registration template to them.
+pub async fn add_client(
+    store: &Store,
+    actor: &str,
+    entry: &ClientEntry,
+    registration_mail: bool,
+) -> Result<(), AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    if client_id(&mut tx, &entry.email).await?.is_some() {
+        return Err(AdminError::Refused(format!(
+            "{} is already a client",
+            entry.email
+        )));
+    }
+    let organisation = placement(&mut tx, entry).await?;
+    let id = insert_client(&mut tx, entry, organisation, now).await?;
+    if registration_mail {
+        on_tx!(&mut tx, conn => {
+            sqlx::query(
+                "INSERT INTO outbound (template, recipient, client_id, created_at, updated_at, \
+                 next_attempt_at) VALUES ('registration', $1, $2, $3, $3, $3)",
+            )
+            .bind(&entry.email)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        });
+    }
+    let detail = if registration_mail {
+        "registration mail queued"
+    } else {
+        "no registration mail"
+    };
+    log(
+        &mut tx,
+        actor,
+        "client add",
+        &entry.email,
+        Some(detail),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The clients a mass action applies to.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    Emails(Vec<String>),
+    Organisation(String),
+}
+
+/// What a mass action can set.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientChange {
+    Approval(Approval),
+    Standing(Standing),
+}
+
+impl ClientChange {
+    fn action(self) -> &'static str {
+        match self {
+            ClientChange::Approval(Approval::Approved) => "client approve",
+            ClientChange::Approval(Approval::Pending) => "client disapprove",
+            ClientChange::Standing(Standing::Banned) => "client ban",
+            ClientChange::Standing(Standing::Spam) => "client spam",
+            ClientChange::Standing(Standing::Normal) => "client unban",
+        }
+    }
+}
+
+/// One client a mass action looked at, and whether it changed them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    pub email: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// Sets approval or standing on every target. An unknown email refuses the whole action.
+/// Approval and standing are separate columns, so unbanning restores the earlier approval.
+pub async fn change_clients(
+    store: &Store,
+    actor: &str,
+    targets: &Targets,
+    change: ClientChange,
+) -> Result<Vec<Changed>, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let found = resolve_targets(&mut tx, targets).await?;
+    let mut changed = Vec::with_capacity(found.len());
+    for (id, email) in found {
+        let (before, after): (String, &str) = on_tx!(&mut tx, conn => match change {
+            ClientChange::Approval(approval) => {
+                let before: String =
+                    sqlx::query_scalar("SELECT approval FROM clients WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                sqlx::query(
+                    "UPDATE clients SET approval = $1, updated_at = $2 \
+                     WHERE id = $3 AND approval <> $1",
+                )
+                .bind(approval.as_str())
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                (before, approval.as_str())
+            }
+            ClientChange::Standing(standing) => {
+                let before: String =
+                    sqlx::query_scalar("SELECT standing FROM clients WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                sqlx::query(
+                    "UPDATE clients SET standing = $1, updated_at = $2 \
+                     WHERE id = $3 AND standing <> $1",
+                )
+                .bind(standing.as_str())
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                (before, standing.as_str())
+            }
+        });
+        if before != after {
+            let detail = format!("{before} -> {after}");
+            log(&mut tx, actor, change.action(), &email, Some(&detail), now).await?;
+        }
+        changed.push(Changed {
+            email,
+            before,
+            after: after.to_string(),
+        });
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// What `delete_client` removed.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Deleted {
+    pub incidents: i64,
+    pub messages: i64,
+}
+
+/// Removes a client with their incidents, those incidents' messages and their queued mail.
+/// `ingest_log` keeps its rows (their incident link cleared): the audit trail outlives them.
+pub async fn delete_client(store: &Store, actor: &str, email: &str) -> Result<Deleted, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let id = client_id(&mut tx, email)
+        .await?
+        .ok_or_else(|| no_client(email))?;
+    let deleted = on_tx!(&mut tx, conn => {
+        let (incidents, messages): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM incidents WHERE client_id = $1), \
+             (SELECT count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id \
+              WHERE i.client_id = $1)",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM incidents WHERE client_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Deleted { incidents, messages }
+    });
+    let detail = format!(
+        "{} incidents and {} messages deleted",
+        deleted.incidents, deleted.messages
+    );
+    log(&mut tx, actor, "client delete", email, Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// What `merge_clients` moved.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Merged {
+    pub incidents: i64,
+    pub outbound: i64,
+}
+
+/// Moves the source's incidents (with their messages) and outbound mail to the target and
+/// removes the source. The target keeps its own name, organisation, approval and standing.
+pub async fn merge_clients(
+    store: &Store,
+    actor: &str,
+    source: &str,
+    target: &str,
+) -> Result<Merged, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let source_id = client_id(&mut tx, source)
+        .await?
+        .ok_or_else(|| no_client(source))?;
+    let target_id = client_id(&mut tx, target)
+        .await?
+        .ok_or_else(|| no_client(target))?;
+    if source_id == target_id {
+        return Err(AdminError::Refused(format!(
+            "{source} and {target} are the same client"
+        )));
+    }
+    let merged = on_tx!(&mut tx, conn => {
+        let incidents = sqlx::query(
+            "UPDATE incidents SET client_id = $1, updated_at = $3 WHERE client_id = $2",
+        )
+        .bind(target_id)
+        .bind(source_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        let outbound = sqlx::query(
+            "UPDATE outbound SET client_id = $1, updated_at = $3 WHERE client_id = $2",
+        )
+        .bind(target_id)
+        .bind(source_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(source_id)
+            .execute(&mut *conn)
+            .await?;
+        Merged {
+            incidents: i64::try_from(incidents).unwrap_or(i64::MAX),
+            outbound: i64::try_from(outbound).unwrap_or(i64::MAX),
+        }
+    });
+    let detail = format!(
+        "merged {source}: {} incidents and {} outbound mails moved, {source} removed",
+        merged.incidents, merged.outbound
+    );
+    log(&mut tx, actor, "client merge", target, Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok(merged)
+}
+
+/// What `import_clients` did.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Imported {
+    pub added: u64,
+    pub updated: u64,
+}
+
+/// Adds or updates every entry in one transaction: all of them or none. The caller has
+/// validated the rows; an organisation that vanished since refuses the whole import. An empty
+/// field leaves an existing client's value as it is.
+pub async fn import_clients(
+    store: &Store,
+    actor: &str,
+    entries: &[ClientEntry],
+) -> Result<Imported, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let mut imported = Imported::default();
+    for entry in entries {
+        match client_id(&mut tx, &entry.email).await? {
+            None => {
+                let organisation = placement(&mut tx, entry).await?;
+                insert_client(&mut tx, entry, organisation, now).await?;
+                imported.added += 1;
+            }
+            Some(id) => {
+                let organisation = match &entry.organisation {
+                    Some(name) => Some(organisation_id(&mut tx, name).await?),
+                    None => None,
+                };
+                on_tx!(&mut tx, conn => {
+                    sqlx::query(
+                        "UPDATE clients SET first_name = coalesce($1, first_name), \
+                         last_name = coalesce($2, last_name), \
+                         organisation_id = coalesce($3, organisation_id), \
+                         approval = coalesce($4, approval), standing = coalesce($5, standing), \
+                         updated_at = $6 WHERE id = $7",
+                    )
+                    .bind(&entry.first_name)
+                    .bind(&entry.last_name)
+                    .bind(organisation)
+                    .bind(entry.approval.map(Approval::as_str))
+                    .bind(entry.standing.map(Standing::as_str))
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                });
+                imported.updated += 1;
+            }
+        }
+    }
+    let detail = format!(
+        "{} clients added, {} updated",
+        imported.added, imported.updated
+    );
+    log(&mut tx, actor, "client import", "csv", Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok(imported)
+}
+
+/// Every client in the CSV shape of `import_clients`, by email.
+pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreError> {
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = on_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT c.email, c.first_name, c.last_name, o.name, c.approval, c.standing \
+             FROM clients c JOIN organisations o ON o.id = c.organisation_id \
+             ORDER BY lower(c.email)",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(
+            |(email, first_name, last_name, organisation, approval, standing)| ClientEntry {
+                email,
+                first_name,
+                last_name,
+                organisation: Some(organisation),
+                approval: Approval::parse(&approval),
+                standing: Standing::parse(&standing),
+            },
+        )
+        .collect())
+}
+
+/// One row of `organisation_overview`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OrganisationRow {
+    pub name: String,
+    pub is_default: bool,
+    pub domains: Option<String>,
+    pub client_count: i64,
+    pub incident_count: i64,
+    pub created_at: Timestamp,
+}
+
+pub async fn organisations(store: &Store) -> Result<Vec<OrganisationRow>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_as::<_, OrganisationRow>(
+            "SELECT name, is_default, domains, client_count, incident_count, created_at \
+             FROM organisation_overview ORDER BY is_default DESC, lower(name)",
+        )
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// Creates an organisation owning `domains` (each must be free).
+pub async fn add_organisation(
+    store: &Store,
+    actor: &str,
+    name: &str,
+    domains: &[String],
+    move_clients: bool,
+) -> Result<u64, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let existing = on_tx!(&mut tx, conn => {
+        sqlx::query_scalar::<_, String>("SELECT name FROM organisations WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+    });
+    if let Some(existing) = existing {
+        return Err(AdminError::Refused(format!(
+            "an organisation named {existing:?} exists already"
+        )));
+    }
+    let id: i64 = on_tx!(&mut tx, conn => {
+        sqlx::query_scalar(
+            "INSERT INTO organisations (name, created_at, updated_at) VALUES ($1, $2, $2) \
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?
+    });
+    log(&mut tx, actor, "org add", name, None, now).await?;
+    let mut moved = 0;
+    for domain in domains {
+        moved += claim_domain(&mut tx, actor, id, name, domain, move_clients, now).await?;
+    }
+    tx.commit().await?;
+    Ok(moved)
+}
+
+/// Renames an ordinary organisation; the default one takes its name from the configuration.
+pub async fn rename_organisation(
+    store: &Store,
+    actor: &str,
+    name: &str,
+    new_name: &str,
+) -> Result<(), AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (id, is_default) = organisation(&mut tx, name).await?;
+    if is_default {
+        return Err(AdminError::Refused(format!(
+            "{name:?} is the default organisation: its name is [organisations] default in the \
+             configuration"
+        )));
+    }
+    let clash = on_tx!(&mut tx, conn => {
+        sqlx::query_scalar::<_, String>(
+            "SELECT name FROM organisations WHERE lower(name) = lower($1) AND id <> $2",
+        )
+        .bind(new_name)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    });
+    if let Some(clash) = clash {
+        return Err(AdminError::Refused(format!(
+            "an organisation named {clash:?} exists already"
+        )));
+    }
+    on_tx!(&mut tx, conn => {
+        sqlx::query("UPDATE organisations SET name = $1, updated_at = $2 WHERE id = $3")
+            .bind(new_name)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    });
+    let detail = format!("renamed to {new_name}");
+    log(&mut tx, actor, "org rename", name, Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Gives `domain` to the organisation; with `move_clients`, the clients whose address is at
+/// that domain move to it. Returns how many moved.
+pub async fn add_domain(
+    store: &Store,
+    actor: &str,
+    name: &str,
+    domain: &str,
+    move_clients: bool,
+) -> Result<u64, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (id, _) = organisation(&mut tx, name).await?;
+    let moved = claim_domain(&mut tx, actor, id, name, domain, move_clients, now).await?;
+    tx.commit().await?;
+    Ok(moved)
+}
+
+/// Frees a domain; its clients stay where they are, new senders go by the remaining rules.
+pub async fn remove_domain(store: &Store, actor: &str, domain: &str) -> Result<String, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let owner = on_tx!(&mut tx, conn => {
+        let owner = sqlx::query_scalar::<_, String>(
+            "SELECT o.name FROM organisation_domains d \
+             JOIN organisations o ON o.id = d.organisation_id WHERE d.domain = $1",
+        )
+        .bind(domain)
+        .fetch_optional(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM organisation_domains WHERE domain = $1")
+            .bind(domain)
+            .execute(&mut *conn)
+            .await?;
+        owner
+    })
+    .ok_or_else(|| AdminError::Refused(format!("no organisation owns the domain {domain}")))?;
+    let detail = format!("domain {domain} removed");
+    log(
+        &mut tx,
+        actor,
+        "org remove-domain",
+        &owner,
+        Some(&detail),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(owner)
+}
+
+/// What `delete_organisation` moved to the default organisation.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Dissolved {
+    pub clients: u64,
+    pub incidents: u64,
+}
+
+/// Deletes an ordinary organisation: its domains go, its clients and incidents move to the
+/// default organisation.
+pub async fn delete_organisation(
+    store: &Store,
+    actor: &str,
+    name: &str,
+) -> Result<Dissolved, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (id, is_default) = organisation(&mut tx, name).await?;
+    if is_default {
+        return Err(AdminError::Refused(format!(
+            "{name:?} is the default organisation, which cannot be deleted"
+        )));
+    }
+    let dissolved = on_tx!(&mut tx, conn => {
+        let default: i64 = sqlx::query_scalar("SELECT id FROM organisations WHERE is_default")
+            .fetch_one(&mut *conn)
+            .await?;
+        let clients = sqlx::query(
+            "UPDATE clients SET organisation_id = $1, updated_at = $3 WHERE organisation_id = $2",
+        )
+        .bind(default)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        let incidents = sqlx::query(
+            "UPDATE incidents SET organisation_id = $1, updated_at = $3 WHERE organisation_id = $2",
+        )
+        .bind(default)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM organisations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Dissolved { clients, incidents }
+    });
+    let detail = format!(
+        "{} clients and {} incidents moved to the default organisation",
+        dissolved.clients, dissolved.incidents
+    );
+    log(&mut tx, actor, "org delete", name, Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok(dissolved)
+}
+
+async fn claim_domain(
+    tx: &mut Tx,
+    actor: &str,
+    id: i64,
+    name: &str,
+    domain: &str,
+    move_clients: bool,
+    now: Timestamp,
+) -> Result<u64, AdminError> {
+    let owner = on_tx!(tx, conn => {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT o.id, o.name FROM organisation_domains d \
+             JOIN organisations o ON o.id = d.organisation_id WHERE d.domain = $1",
+        )
+        .bind(domain)
+        .fetch_optional(&mut *conn)
+        .await?
+    });
+    match owner {
+        Some((owner, owner_name)) if owner != id => {
+            return Err(AdminError::Refused(format!(
+                "the domain {domain} belongs to {owner_name:?}; remove it there first \
+                 (intake org remove-domain {domain})"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            on_tx!(tx, conn => {
+                sqlx::query(
+                    "INSERT INTO organisation_domains (domain, organisation_id, created_at) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(domain)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            });
+        }
+    }
+    let moved = if move_clients {
+        on_tx!(tx, conn => {
+            // The domain is validated (letters, digits, dots, hyphens): no LIKE wildcards.
+            sqlx::query(
+                "UPDATE clients SET organisation_id = $1, updated_at = $3 \
+                 WHERE lower(email) LIKE '%@' || $2 AND organisation_id <> $1",
+            )
+            .bind(id)
+            .bind(domain)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        })
+    } else {
+        0
+    };
+    let detail = format!("domain {domain} added, {moved} clients moved");
+    log(tx, actor, "org add-domain", name, Some(&detail), now).await?;
+    Ok(moved)
+}
+
+async fn client_id(tx: &mut Tx, email: &str) -> Result<Option<i64>, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_scalar("SELECT id FROM clients WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(&mut *conn)
+            .await?
+    }))
+}
+
+fn no_client(email: &str) -> AdminError {
+    AdminError::Refused(format!("no client with the address {email}"))
+}
+
+/// The organisation's id and whether it is the default one.
+async fn organisation(tx: &mut Tx, name: &str) -> Result<(i64, bool), AdminError> {
+    let found: Option<(i64, bool)> = on_tx!(tx, conn => {
+        sqlx::query_as("SELECT id, is_default FROM organisations WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+    });
+    found.ok_or_else(|| AdminError::Refused(format!("no organisation named {name:?}")))
+}
+
+async fn organisation_id(tx: &mut Tx, name: &str) -> Result<i64, AdminError> {
+    Ok(organisation(tx, name).await?.0)
+}
+
+/// A new client's organisation: the one named, else the owner of their domain, else the
+/// default organisation (staff adding a client never create an organisation by accident).
+async fn placement(tx: &mut Tx, entry: &ClientEntry) -> Result<i64, AdminError> {
+    if let Some(name) = &entry.organisation {
+        return organisation_id(tx, name).await;
+    }
+    let domain = entry
+        .email
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.to_lowercase())
+        .unwrap_or_default();
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce((SELECT organisation_id FROM organisation_domains WHERE domain = $1), \
+             (SELECT id FROM organisations WHERE is_default))",
+        )
+        .bind(domain)
+        .fetch_one(&mut *conn)
+        .await?
+    }))
+}
+
+async fn insert_client(
+    tx: &mut Tx,
+    entry: &ClientEntry,
+    organisation: i64,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "INSERT INTO clients (email, first_name, last_name, organisation_id, approval, \
+             standing, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             RETURNING id",
+        )
+        .bind(&entry.email)
+        .bind(&entry.first_name)
+        .bind(&entry.last_name)
+        .bind(organisation)
+        .bind(entry.approval.unwrap_or(Approval::Approved).as_str())
+        .bind(entry.standing.unwrap_or(Standing::Normal).as_str())
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?
+    }))
+}
+
+/// The clients named, or every client of the organisation; unknown emails refuse them all.
+async fn resolve_targets(tx: &mut Tx, targets: &Targets) -> Result<Vec<(i64, String)>, AdminError> {
+    match targets {
+        Targets::Emails(emails) => {
+            let mut found = Vec::with_capacity(emails.len());
+            let mut unknown = Vec::new();
+            for email in emails {
+                let row: Option<(i64, String)> = on_tx!(tx, conn => {
+                    sqlx::query_as("SELECT id, email FROM clients WHERE lower(email) = lower($1)")
+                        .bind(email)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                });
+                match row {
+                    Some(row) if !found.contains(&row) => found.push(row),
+                    Some(_) => {}
+                    None => unknown.push(email.as_str()),
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(AdminError::Refused(format!(
+                    "no client with the address {}; nothing was changed",
+                    unknown.join(", ")
+                )));
+            }
+            Ok(found)
+        }
+        Targets::Organisation(name) => {
+            let id = organisation_id(tx, name).await?;
+            Ok(on_tx!(tx, conn => {
+                sqlx::query_as(
+                    "SELECT id, email FROM clients WHERE organisation_id = $1 ORDER BY lower(email)",
+                )
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?
+            }))
+        }
+    }
+}
+
+async fn log(
+    tx: &mut Tx,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO admin_log (logged_at, actor, action, subject, detail) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .execute(&mut *conn)
+        .await?;
+    });
+    Ok(())
+}
