@@ -149,7 +149,10 @@ pub async fn facts(store: &Store, row: &Claimed) -> Result<RowFacts, StoreError>
     let facts = on_pool!(store, pool => {
         let client = match row.client_id {
             Some(id) => sqlx::query_as::<_, ClientFacts>(
-                "SELECT c.email, c.display_name, c.approval, c.standing, o.name AS organisation \
+                "SELECT c.email, \
+                 COALESCE(NULLIF(trim(COALESCE(c.first_name, '') || ' ' || COALESCE(c.last_name, '')), ''), \
+                          c.display_name) AS display_name, \
+                 c.approval, c.standing, o.name AS organisation \
                  FROM clients c JOIN organisations o ON o.id = c.organisation_id WHERE c.id = $1",
             )
             .bind(id)

@@ -266,3 +266,29 @@ pub fn parse_ingest_line(line: &str) -> IngestLine {
         .map(str::to_string);
     IngestLine { outcome, hash }
 }
+
+/// Rows as `a|b|c` lines, read the way a person at a shell reads them: the `sqlite3`
+/// command-line client on the SQLite file, `psql` on PostgreSQL.
+pub fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
+    let output = match backend {
+        Backend::Sqlite => {
+            let file = intake.db.url.trim_start_matches("sqlite://");
+            Command::new("sqlite3")
+                .args(["-separator", "|", file, sql])
+                .output()
+        }
+        Backend::Postgres => Command::new("psql")
+            .args([intake.db.url.as_str(), "-X", "-At", "-F", "|", "-c", sql])
+            .output(),
+    }
+    .unwrap_or_else(|error| panic!("{backend:?} client: {error} (scripts/test installs it)"));
+    assert!(
+        output.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

@@ -18,6 +18,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod client_cli;
 mod corpus;
 mod daemon;
 mod dovecot;

@@ -1,9 +1,7 @@
 //! Staff read the database with the tools they already have: the `sqlite3` command-line client
 //! on the SQLite file and `psql` on PostgreSQL, through the views, with no intake code between.
 
-use std::process::Command;
-
-use crate::harness::{Backend, Intake, parse_ingest_line};
+use crate::harness::{Backend, Intake, parse_ingest_line, query};
 
 fn mail(from: &str, subject: &str, message_id: &str, extra: &str) -> Vec<u8> {
     format!(
@@ -11,31 +9,6 @@ fn mail(from: &str, subject: &str, message_id: &str, extra: &str) -> Vec<u8> {
          Message-ID: <{message_id}>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n{extra}\r\nHello.\r\n"
     )
     .into_bytes()
-}
-
-/// Rows as `a|b|c` lines, the way a person at a shell reads them.
-fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
-    let output = match backend {
-        Backend::Sqlite => {
-            let file = intake.db.url.trim_start_matches("sqlite://");
-            Command::new("sqlite3")
-                .args(["-readonly", "-separator", "|", file, sql])
-                .output()
-        }
-        Backend::Postgres => Command::new("psql")
-            .args([intake.db.url.as_str(), "-X", "-At", "-F", "|", "-c", sql])
-            .output(),
-    }
-    .unwrap_or_else(|error| panic!("{backend:?} client: {error} (scripts/test installs it)"));
-    assert!(
-        output.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 async fn read_through_views(backend: Backend) {
