@@ -242,6 +242,10 @@ pub struct OutboundSettings {
 pub struct MetricsSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// `/health` fails when a folder's last successful check is older than its own period
+    /// (`poll_interval`, or the IDLE renewal) plus this.
+    #[serde(serialize_with = "serialize_duration")]
+    pub stale_after: Duration,
 }
 
 impl Settings {
@@ -446,6 +450,7 @@ struct RawOutbound {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<String>,
+    stale_after: Option<String>,
 }
 
 fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
@@ -645,6 +650,11 @@ impl RawConfig {
             })?),
             None => None,
         };
+        let stale_after = duration(
+            "metrics.stale_after",
+            self.metrics.stale_after.as_deref(),
+            "5m",
+        )?;
 
         Ok(Settings {
             source: file.to_path_buf(),
@@ -668,7 +678,10 @@ impl RawConfig {
             mailboxes,
             smtp,
             outbound,
-            metrics: MetricsSettings { listen },
+            metrics: MetricsSettings {
+                listen,
+                stale_after,
+            },
         })
     }
 }

@@ -14,12 +14,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{MailboxSettings, Settings};
 use crate::imap::{self, Activity, FolderTask};
+use crate::monitor::{self, Monitor};
 use crate::outbound::{self, Outbound};
 use crate::pipeline::Pipeline;
 use crate::store::folders::FolderKey;
@@ -55,6 +57,12 @@ pub fn plan_reload(old: &Settings, new: &Settings) -> ReloadPlan {
             plan.start.push(key.clone());
         }
     }
+    if old.metrics.listen != new.metrics.listen {
+        plan.ignored.push(
+            "metrics.listen: a new address needs a restart; the running listener is kept"
+                .to_string(),
+        );
+    }
     if old.database.url != new.database.url {
         plan.ignored.push(
             "database.url: a new database needs a restart; the running one is kept".to_string(),
@@ -83,6 +91,7 @@ fn folders_of(settings: &Settings) -> BTreeMap<FolderKey, &MailboxSettings> {
 
 struct Running {
     settings: Settings,
+    monitor: Option<Arc<Monitor>>,
     pipeline: Pipeline,
     tasks: BTreeMap<FolderKey, CancellationToken>,
     /// The outbound worker's stop token, when `[smtp]` is configured.
@@ -96,6 +105,7 @@ pub async fn run(
     settings: Settings,
     store: Store,
     outbound: Option<Outbound>,
+    metrics: Option<TcpListener>,
 ) -> Result<(), StoreError> {
     let holder = format!(
         "{}:{}:{:08x}",
@@ -106,9 +116,25 @@ pub async fn run(
     let activity = Arc::new(Activity::default());
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let monitor = match metrics {
+        Some(listener) => {
+            let monitor = Monitor::install(store.clone(), &settings).map_err(StoreError::Failed)?;
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "serving /metrics and /health");
+            }
+            tokio::spawn(monitor::serve(
+                listener,
+                monitor.clone(),
+                root.child_token(),
+            ));
+            Some(monitor)
+        }
+        None => None,
+    };
     let mut running = Running {
         pipeline: Pipeline::new(store.clone(), &settings),
         settings,
+        monitor,
         tasks: BTreeMap::new(),
         outbound: None,
     };
@@ -269,6 +295,9 @@ fn reload(
         }
     }
     running.pipeline.update(&new);
+    if let Some(monitor) = &running.monitor {
+        monitor.update(&new);
+    }
     running.settings = new;
     for key in plan.start.iter().cloned() {
         start_task(running, key, holder, activity, root, tracker);

@@ -41,7 +41,7 @@ const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Bodies fetched in one command, at most this many messages.
 const BATCH_MESSAGES: usize = 100;
 /// IDLE is restarted this often, well before servers drop it (RFC 2177: 29 minutes).
-const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
+pub const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
 /// A folder lease lasts this long unless renewed; another instance takes over after it.
 pub const LEASE_TTL: Duration = Duration::from_secs(45);
 /// The lease is renewed this often.
@@ -123,6 +123,7 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
                 tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, "folder lease lost to another instance; waiting to take it back");
             }
             Err(error) => {
+                crate::monitor::imap_error(&task.key.mailbox);
                 let text = error.to_string();
                 // Log each distinct failure once; a repeat of the same one is only debug.
                 if last_logged.as_deref() != Some(text.as_str()) {

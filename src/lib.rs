@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod imap;
 pub mod ingest;
 pub mod message;
+pub mod monitor;
 pub mod outbound;
 pub mod pipeline;
 pub mod store;

@@ -52,8 +52,19 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Run => {
             // Before the database: a broken template or SMTP setting stops the start (78).
             let outbound = Outbound::from_settings(&settings)?;
+            // A metrics address in use stops the start before anything else is done.
+            let listener = match settings.metrics.listen {
+                Some(address) => Some(intake::monitor::bind(address).await.map_err(|error| {
+                    ConfigError::new(
+                        &settings.source,
+                        "metrics.listen",
+                        format!("cannot listen on {address}: {error}"),
+                    )
+                })?),
+                None => None,
+            };
             let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
-            intake::daemon::run(&cli.config, settings, store, outbound).await?;
+            intake::daemon::run(&cli.config, settings, store, outbound, listener).await?;
         }
         Command::Migrate => {
             let store = cli::open_store(&settings, cli::Migrations::Apply).await?;

@@ -252,6 +252,7 @@ impl Pipeline {
 
 /// The one info line per message: mailbox, uid, outcome, hash (and where it came from).
 fn log_line(origin: &Origin, applied: &Applied) {
+    crate::monitor::message(origin.mailbox.as_deref(), applied.outcome.as_str());
     tracing::info!(
         mailbox = origin.mailbox.as_deref().unwrap_or("-"),
         uid = origin.uid,

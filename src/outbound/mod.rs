@@ -246,6 +246,7 @@ impl Outbound {
         match outcome {
             Attempt::Sent(copy) => {
                 queue::mark_sent(store, row, copy).await?;
+                crate::monitor::sent(&row.template);
                 tracing::info!(
                     outbound = row.id,
                     template = %row.template,
@@ -256,6 +257,9 @@ impl Outbound {
             }
             Attempt::NotSent(not_sent) => {
                 queue::mark_not_sent(store, row, not_sent).await?;
+                if !matches!(not_sent, NotSent::Suppressed { .. }) {
+                    crate::monitor::send_failure(&row.template);
+                }
                 let (state, why) = match not_sent {
                     NotSent::Retry { at, why } => (format!("retry at {}", at.to_iso()), why),
                     NotSent::Dead { why } => ("dead".to_string(), why),

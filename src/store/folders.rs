@@ -180,3 +180,24 @@ pub async fn record_error(store: &Store, key: &FolderKey, error: &str) -> Result
     });
     Ok(())
 }
+
+/// What `/health` and the metrics need to know about one folder.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FolderHealth {
+    pub mailbox: String,
+    pub folder: String,
+    pub last_success_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// Every folder any instance has watched, with its last success and error.
+pub async fn health(store: &Store) -> Result<Vec<FolderHealth>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_as::<_, FolderHealth>(
+            "SELECT mailbox, folder, last_success_at, last_error FROM mailbox_folders \
+             ORDER BY mailbox, folder",
+        )
+        .fetch_all(pool)
+        .await?
+    }))
+}

@@ -376,3 +376,14 @@ pub async fn requeue(store: &Store, id: i64) -> Result<bool, StoreError> {
     });
     Ok(updated == 1)
 }
+
+/// How many outbound rows are in each state, for the metrics.
+pub async fn depth_by_state(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT state, count(*) FROM outbound GROUP BY state ORDER BY state",
+        )
+        .fetch_all(pool)
+        .await?
+    }))
+}
