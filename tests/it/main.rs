@@ -24,6 +24,7 @@ mod daemon;
 mod dovecot;
 mod harness;
 mod ingest_cli;
+mod monitoring;
 mod outbound;
 mod smtp;
 mod staff_views;
