@@ -434,7 +434,8 @@ impl Daemon {
         self.wait(Duration::from_secs(10));
     }
 
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
+    /// Waits for the process to exit by itself; its exit code (None if killed by a signal).
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
         let mut child = self.child.take()?;
         let deadline = Instant::now() + limit;
         loop {

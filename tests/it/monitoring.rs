@@ -94,7 +94,7 @@ async fn metrics_count_messages_and_health_follows_the_mailbox() {
 
     // A second instance cannot take the same address: it says which key, and does not start.
     let mut second = Daemon::start(&intake.config, intake.path("second.log"));
-    assert_eq!(second.terminate(Duration::from_secs(10)), Some(78));
+    assert_eq!(second.wait(Duration::from_secs(20)), Some(78));
     assert!(
         second.log_text().contains("metrics.listen"),
         "{}",
