@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 
 use crate::config::Settings;
 use crate::ingest::{Approval, Standing};
-use crate::store::Store;
 use crate::store::admin::{self, AdminError, ClientChange, ClientEntry, ClientFilter, Targets};
+use crate::store::{Store, references};
 
 use super::{Migrations, Output, actor, open_store};
 
@@ -30,8 +30,8 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 500)]
         limit: i64,
     },
-    /// One client and their incidents.
-    Show { email: String },
+    /// One client and their incidents, by email, additional address or reference.
+    Show { client: String },
     /// Register a client by hand; approved and in good standing unless told otherwise.
     Add {
         email: String,
@@ -48,6 +48,46 @@ pub enum ClientCommand {
         /// Do not queue the registration mail ([outbound] registration decides otherwise).
         #[arg(long)]
         no_registration_mail: bool,
+        /// The client reference (C-48213); drawn at random when left out. Never one issued
+        /// before.
+        #[arg(long)]
+        reference: Option<String>,
+        /// A note for staff.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Change a client's reference, name or organisation.
+    Edit {
+        client: String,
+        #[arg(long)]
+        reference: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Move the client; their existing incidents keep the organisation they were opened for.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Set the staff note on a client (shown in `client show` and `client_overview`).
+    Note {
+        client: String,
+        /// The note; leave out with --clear.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        text: Option<String>,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Give a client one more address: mail from it is theirs.
+    AddAddress { client: String, address: String },
+    /// Remove an additional address (their incidents stay theirs).
+    RemoveAddress { address: String },
+    /// Queue the registration or approval mail to a client again, through the outbound queue
+    /// and its rules.
+    Send {
+        client: String,
+        #[arg(value_parser = ["registration", "approval"])]
+        template: String,
     },
     /// Approve: releases their held incidents and queues the approval mail.
     Approve(Selection),
@@ -74,10 +114,19 @@ pub enum ClientCommand {
         source: String,
         #[arg(long)]
         into: String,
+        /// Keep SOURCE's email as an additional address of TARGET.
+        #[arg(long)]
+        as_address: bool,
     },
     /// Add or update clients from a CSV file (email, first_name, last_name, organisation,
-    /// approval, standing): every row is checked first, and nothing is imported if one is bad.
-    Import { file: PathBuf },
+    /// approval, standing, reference): every row is checked first, and nothing is imported if
+    /// one is bad.
+    Import {
+        file: PathBuf,
+        /// The organisation of every row that names none.
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Write every client as CSV in the shape `import` reads, to stdout or a file.
     Export {
         #[arg(long, short)]
@@ -88,7 +137,7 @@ pub enum ClientCommand {
 /// The clients a mass action applies to.
 #[derive(Debug, Args)]
 pub struct Selection {
-    /// Client emails.
+    /// Client emails or references.
     #[arg(required_unless_present = "org", conflicts_with = "org")]
     emails: Vec<String>,
     /// Every client of this organisation instead.
@@ -112,7 +161,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Read the CSV before touching the database: a bad file costs no connection.
     let import = match command {
-        ClientCommand::Import { file } => Some(read_csv_file(file)?),
+        ClientCommand::Import { file, .. } => Some(read_csv_file(file)?),
         _ => None,
     };
     let store = open_store(settings, Migrations::ApplyIfBehind).await?;
@@ -145,10 +194,11 @@ async fn execute(
             if output == Output::Json {
                 return super::print_json(&rows);
             }
-            let table: Vec<[String; 7]> = rows
+            let table: Vec<[String; 8]> = rows
                 .into_iter()
                 .map(|row| {
                     [
+                        row.reference.unwrap_or_default(),
                         row.email,
                         full_name(&row.first_name, &row.last_name, &row.display_name),
                         row.organisation,
@@ -161,6 +211,7 @@ async fn execute(
                 .collect();
             super::print_table(
                 &[
+                    "REF",
                     "EMAIL",
                     "NAME",
                     "ORGANISATION",
@@ -172,11 +223,12 @@ async fn execute(
                 &table,
             );
         }
-        ClientCommand::Show { email } => {
-            let Some(client) = admin::client(store, email).await? else {
-                return Err(
-                    AdminError::Refused(format!("no client with the address {email}")).into(),
-                );
+        ClientCommand::Show { client: who } => {
+            let Some(client) = admin::client(store, who).await? else {
+                return Err(AdminError::Refused(format!(
+                    "no client with the address or reference {who}"
+                ))
+                .into());
             };
             let filter = crate::store::read::IncidentFilter {
                 client_email: Some(client.email.clone()),
@@ -190,7 +242,9 @@ async fn execute(
                 }));
             }
             for (label, value) in [
+                ("Reference", client.reference.clone().unwrap_or_default()),
                 ("Email", client.email.clone()),
+                ("Also", client.other_addresses.clone().unwrap_or_default()),
                 (
                     "Name",
                     full_name(&client.first_name, &client.last_name, &client.display_name),
@@ -199,8 +253,11 @@ async fn execute(
                 ("Approval", client.approval.clone()),
                 ("Standing", client.standing.clone()),
                 ("Registered", client.created_at.to_iso()),
+                ("Note", client.note.clone().unwrap_or_default()),
             ] {
-                println!("{:<13} {value}", format!("{label}:"));
+                if !value.is_empty() {
+                    println!("{:<13} {value}", format!("{label}:"));
+                }
             }
             println!();
             let table: Vec<[String; 4]> = incidents
@@ -216,9 +273,13 @@ async fn execute(
             org,
             pending,
             no_registration_mail,
+            reference,
+            note,
         } => {
+            let reference = reference.as_deref().map(valid_reference).transpose()?;
             let entry = ClientEntry {
                 email: valid_email(email).map_err(AdminError::Refused)?,
+                reference,
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
                 organisation: org.clone(),
@@ -231,14 +292,22 @@ async fn execute(
             };
             let mail = settings.outbound.registration && !no_registration_mail;
             admin::add_client(store, &actor, &entry, mail).await?;
+            if let Some(note) = note {
+                let edit = admin::ClientEdit {
+                    note: Some(non_empty(note)),
+                    ..Default::default()
+                };
+                admin::edit_client(store, &actor, &entry.email, &edit).await?;
+            }
             let client = admin::client(store, &entry.email).await?;
             if output == Output::Json {
                 return super::print_json(&client);
             }
             if let Some(client) = client {
                 println!(
-                    "{} added to {} ({}{})",
+                    "{} ({}) added to {} ({}{})",
                     client.email,
+                    client.reference.as_deref().unwrap_or("-"),
                     client.organisation,
                     client.approval,
                     if mail {
@@ -340,19 +409,86 @@ async fn execute(
                 return super::print_json(&report);
             }
         }
-        ClientCommand::Merge { source, into } => {
-            let merged = admin::merge_clients(store, &actor, source, into).await?;
+        ClientCommand::Merge {
+            source,
+            into,
+            as_address,
+        } => {
+            let merged = admin::merge_clients(store, &actor, source, into, *as_address).await?;
             if output == Output::Json {
                 return super::print_json(&merged);
             }
             println!(
-                "{source} merged into {into}: {} incidents moved",
-                merged.incidents
+                "{source} merged into {into}: {} incidents moved{}",
+                merged.incidents,
+                if *as_address {
+                    format!(", {source} kept as an additional address")
+                } else {
+                    String::new()
+                }
             );
         }
-        ClientCommand::Import { file } => {
+        ClientCommand::Edit {
+            client,
+            reference,
+            first_name,
+            last_name,
+            org,
+        } => {
+            let edit = admin::ClientEdit {
+                reference: reference.as_deref().map(valid_reference).transpose()?,
+                first_name: first_name.as_deref().map(str::trim).map(str::to_string),
+                last_name: last_name.as_deref().map(str::trim).map(str::to_string),
+                organisation: org.clone(),
+                note: None,
+            };
+            let email = admin::edit_client(store, &actor, client, &edit).await?;
+            return show_one(store, &email, output).await;
+        }
+        ClientCommand::Note { client, text, .. } => {
+            let edit = admin::ClientEdit {
+                note: Some(text.as_deref().and_then(non_empty)),
+                ..Default::default()
+            };
+            let email = admin::edit_client(store, &actor, client, &edit).await?;
+            return show_one(store, &email, output).await;
+        }
+        ClientCommand::AddAddress { client, address } => {
+            let address = valid_email(address).map_err(AdminError::Refused)?;
+            let email = admin::add_address(store, &actor, client, &address).await?;
+            if output == Output::Json {
+                return super::print_json(
+                    &serde_json::json!({ "client": email, "address": address.to_lowercase() }),
+                );
+            }
+            println!("{} is now an address of {email}", address.to_lowercase());
+        }
+        ClientCommand::RemoveAddress { address } => {
+            let email = admin::remove_address(store, &actor, address).await?;
+            if output == Output::Json {
+                return super::print_json(
+                    &serde_json::json!({ "client": email, "removed": address.to_lowercase() }),
+                );
+            }
+            println!(
+                "{} is no longer an address of {email}",
+                address.to_lowercase()
+            );
+        }
+        ClientCommand::Send { client, template } => {
+            let (email, id) = admin::send_template(store, &actor, client, template).await?;
+            if output == Output::Json {
+                return super::print_json(
+                    &serde_json::json!({ "client": email, "template": template, "outbound": id }),
+                );
+            }
+            println!(
+                "{template} mail to {email} queued (outbound {id}); `intake queue list` shows what becomes of it"
+            );
+        }
+        ClientCommand::Import { file, org } => {
             let rows = import.unwrap_or_default();
-            let entries = validate(store, &rows)
+            let entries = validate(store, &rows, org.as_deref())
                 .await?
                 .map_err(|problems| bad_rows(file, &problems))?;
             let imported = admin::import_clients(store, &actor, &entries).await?;
@@ -403,6 +539,35 @@ async fn change(
     Ok(())
 }
 
+async fn show_one(store: &Store, email: &str, output: Output) -> anyhow::Result<()> {
+    let client = admin::client(store, email).await?;
+    if output == Output::Json {
+        return super::print_json(&client);
+    }
+    if let Some(client) = client {
+        println!(
+            "{} ({}): {}, {}{}",
+            client.email,
+            client.reference.as_deref().unwrap_or("-"),
+            full_name(&client.first_name, &client.last_name, &client.display_name),
+            client.organisation,
+            client
+                .note
+                .map(|note| format!("; note: {note}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn valid_reference(text: &str) -> Result<String, AdminError> {
+    references::normalise(text).ok_or_else(|| {
+        AdminError::Refused(format!(
+            "{text:?} is not a client reference: 2 to 32 letters, digits and dashes, such as C-48213"
+        ))
+    })
+}
+
 fn full_name(first: &Option<String>, last: &Option<String>, display: &Option<String>) -> String {
     let joined = [first.as_deref(), last.as_deref()]
         .into_iter()
@@ -435,13 +600,14 @@ fn confirm(emails: &[String]) -> anyhow::Result<bool> {
 }
 
 /// The CSV columns, in order; the header row names them.
-const CSV_HEADER: [&str; 6] = [
+const CSV_HEADER: [&str; 7] = [
     "email",
     "first_name",
     "last_name",
     "organisation",
     "approval",
     "standing",
+    "reference",
 ];
 
 /// A CSV record as read, before validation.
@@ -458,6 +624,8 @@ struct CsvRow {
     approval: String,
     #[serde(default)]
     standing: String,
+    #[serde(default)]
+    reference: String,
 }
 
 /// Every record with its line number. Column names are matched without regard to case,
@@ -513,14 +681,29 @@ fn read_csv_file(path: &Path) -> anyhow::Result<Vec<(usize, CsvRow)>> {
 async fn validate(
     store: &Store,
     rows: &[(usize, CsvRow)],
+    default_organisation: Option<&str>,
 ) -> anyhow::Result<Result<Vec<ClientEntry>, Vec<String>>> {
     let organisations: HashMap<String, String> = admin::organisations(store)
         .await?
         .into_iter()
         .map(|row| (row.name.to_lowercase(), row.name))
         .collect();
+    let default_organisation = match default_organisation {
+        Some(name) => Some(
+            organisations
+                .get(&name.to_lowercase())
+                .cloned()
+                .ok_or_else(|| {
+                    AdminError::Refused(format!(
+                        "--org: no organisation named {name:?}; nothing imported"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut seen_references = BTreeSet::new();
     let mut entries = Vec::with_capacity(rows.len());
     for (line, row) in rows {
         let mut reasons = Vec::new();
@@ -537,7 +720,7 @@ async fn validate(
             }
         };
         let organisation = match row.organisation.as_str() {
-            "" => None,
+            "" => default_organisation.clone(),
             name => match organisations.get(&name.to_lowercase()) {
                 Some(name) => Some(name.clone()),
                 None => {
@@ -564,9 +747,34 @@ async fn validate(
                 None
             }),
         };
+        let reference = match row.reference.as_str() {
+            "" => None,
+            text => match references::normalise(text) {
+                None => {
+                    reasons.push(format!("{text:?} is not a client reference"));
+                    None
+                }
+                Some(reference) => {
+                    if !seen_references.insert(reference.clone()) {
+                        reasons.push(format!("{reference} appears twice in the file"));
+                    }
+                    match admin::reference_holder(store, &reference).await? {
+                        Some(Some(holder)) if !holder.eq_ignore_ascii_case(&email) => {
+                            reasons.push(format!("the reference {reference} belongs to {holder}"))
+                        }
+                        Some(None) => reasons.push(format!(
+                            "the reference {reference} was issued before and is never reused"
+                        )),
+                        _ => {}
+                    }
+                    Some(reference)
+                }
+            },
+        };
         if reasons.is_empty() {
             entries.push(ClientEntry {
                 email,
+                reference,
                 first_name: non_empty(&row.first_name),
                 last_name: non_empty(&row.last_name),
                 organisation,
@@ -634,6 +842,7 @@ fn write_csv(writer: impl Write, entries: &[ClientEntry]) -> anyhow::Result<()> 
             entry.organisation.as_deref().unwrap_or(""),
             entry.approval.map(Approval::as_str).unwrap_or(""),
             entry.standing.map(Standing::as_str).unwrap_or(""),
+            entry.reference.as_deref().unwrap_or(""),
         ])?;
     }
     csv.flush()?;

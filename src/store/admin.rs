@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::ingest::{Approval, Standing};
 use crate::{on_pool, on_tx};
 
-use super::{Store, StoreError, Timestamp, Tx};
+use super::{Store, StoreError, Timestamp, Tx, references};
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,7 @@ impl From<sqlx::Error> for AdminError {
 /// One row of `client_overview`.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ClientRow {
+    pub reference: Option<String>,
     pub email: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -40,6 +41,9 @@ pub struct ClientRow {
     pub organisation: String,
     pub approval: String,
     pub standing: String,
+    /// Additional addresses, comma-separated.
+    pub other_addresses: Option<String>,
+    pub note: Option<String>,
     pub incident_count: i64,
     pub open_incident_count: i64,
     pub last_incident_at: Option<Timestamp>,
@@ -61,8 +65,9 @@ pub async fn clients(
 ) -> Result<Vec<ClientRow>, StoreError> {
     Ok(on_pool!(store, pool => {
         sqlx::query_as::<_, ClientRow>(
-            "SELECT email, first_name, last_name, display_name, organisation, approval, standing, \
-             incident_count, open_incident_count, last_incident_at, created_at FROM client_overview \
+            "SELECT reference, email, first_name, last_name, display_name, organisation, approval, \
+             standing, other_addresses, note, incident_count, open_incident_count, last_incident_at, \
+             created_at FROM client_overview \
              WHERE ($1 IS NULL OR lower(organisation) = lower($1)) \
                AND ($2 IS NULL OR approval = $2) AND ($3 IS NULL OR standing = $3) \
              ORDER BY lower(email) LIMIT $4",
@@ -76,14 +81,18 @@ pub async fn clients(
     }))
 }
 
-pub async fn client(store: &Store, email: &str) -> Result<Option<ClientRow>, StoreError> {
+/// One client by email, additional address or reference.
+pub async fn client(store: &Store, who: &str) -> Result<Option<ClientRow>, StoreError> {
     Ok(on_pool!(store, pool => {
         sqlx::query_as::<_, ClientRow>(
-            "SELECT email, first_name, last_name, display_name, organisation, approval, standing, \
-             incident_count, open_incident_count, last_incident_at, created_at FROM client_overview \
-             WHERE lower(email) = lower($1)",
+            "SELECT reference, email, first_name, last_name, display_name, organisation, approval, \
+             standing, other_addresses, note, incident_count, open_incident_count, last_incident_at, \
+             created_at FROM client_overview WHERE client_id = coalesce( \
+               (SELECT id FROM clients WHERE lower(email) = lower($1)), \
+               (SELECT client_id FROM client_addresses WHERE address = lower($1)), \
+               (SELECT id FROM clients WHERE reference = upper($1)))",
         )
-        .bind(email)
+        .bind(who)
         .fetch_optional(pool)
         .await?
     }))
@@ -93,6 +102,8 @@ pub async fn client(store: &Store, email: &str) -> Result<Option<ClientRow>, Sto
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientEntry {
     pub email: String,
+    /// Drawn at random when a new client has none.
+    pub reference: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     /// An organisation's name; none places the client by their email's domain.
@@ -110,7 +121,7 @@ pub async fn add_client(
 ) -> Result<(), AdminError> {
     let now = Timestamp::now();
     let mut tx = store.begin().await?;
-    if client_id(&mut tx, &entry.email).await?.is_some() {
+    if client_by_email(&mut tx, &entry.email).await?.is_some() {
         return Err(AdminError::Refused(format!(
             "{} is already a client",
             entry.email
@@ -294,22 +305,28 @@ pub async fn delete_client(store: &Store, actor: &str, email: &str) -> Result<De
 pub struct Merged {
     pub incidents: i64,
     pub outbound: i64,
+    /// The source's additional addresses moved to the target, and its main email with
+    /// `as_address`.
+    pub addresses: i64,
 }
 
-/// Moves the source's incidents (with their messages) and outbound mail to the target and
-/// removes the source. The target keeps its own name, organisation, approval and standing.
+/// Moves the source's incidents (with their messages), outbound mail and additional addresses
+/// to the target and removes the source. The target keeps its own name, organisation,
+/// approval and standing. With `as_address` the source's email becomes one of the target's
+/// additional addresses, so their later mail lands on the target.
 pub async fn merge_clients(
     store: &Store,
     actor: &str,
     source: &str,
     target: &str,
+    as_address: bool,
 ) -> Result<Merged, AdminError> {
     let now = Timestamp::now();
     let mut tx = store.begin().await?;
-    let source_id = client_id(&mut tx, source)
+    let (source_id, source_email) = find_client(&mut tx, source)
         .await?
         .ok_or_else(|| no_client(source))?;
-    let target_id = client_id(&mut tx, target)
+    let (target_id, target_email) = find_client(&mut tx, target)
         .await?
         .ok_or_else(|| no_client(target))?;
     if source_id == target_id {
@@ -336,22 +353,276 @@ pub async fn merge_clients(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+        let mut addresses = sqlx::query("UPDATE client_addresses SET client_id = $1 WHERE client_id = $2")
+            .bind(target_id)
+            .bind(source_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
         sqlx::query("DELETE FROM clients WHERE id = $1")
             .bind(source_id)
             .execute(&mut *conn)
             .await?;
+        if as_address {
+            sqlx::query(
+                "INSERT INTO client_addresses (address, client_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(source_email.to_lowercase())
+            .bind(target_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            addresses += 1;
+        }
         Merged {
             incidents: i64::try_from(incidents).unwrap_or(i64::MAX),
             outbound: i64::try_from(outbound).unwrap_or(i64::MAX),
+            addresses: i64::try_from(addresses).unwrap_or(i64::MAX),
         }
     });
     let detail = format!(
-        "merged {source}: {} incidents and {} outbound mails moved, {source} removed",
-        merged.incidents, merged.outbound
+        "merged {source_email}: {} incidents and {} outbound mails moved, {source_email} {}",
+        merged.incidents,
+        merged.outbound,
+        if as_address {
+            "kept as an additional address"
+        } else {
+            "removed"
+        }
     );
-    log(&mut tx, actor, "client merge", target, Some(&detail), now).await?;
+    log(
+        &mut tx,
+        actor,
+        "client merge",
+        &target_email,
+        Some(&detail),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(merged)
+}
+
+/// Gives a client one more address. Refused when the address is someone's main email (merge
+/// that client instead) or another client's additional address.
+pub async fn add_address(
+    store: &Store,
+    actor: &str,
+    who: &str,
+    address: &str,
+) -> Result<String, AdminError> {
+    let now = Timestamp::now();
+    let address = address.trim().to_lowercase();
+    let mut tx = store.begin().await?;
+    let (id, email) = find_client(&mut tx, who)
+        .await?
+        .ok_or_else(|| no_client(who))?;
+    if let Some(owner) = address_owner(&mut tx, &address).await? {
+        return Err(AdminError::Refused(format!(
+            "{address} is already an address of {owner}"
+        )));
+    }
+    if let Some(other) = client_by_email(&mut tx, &address).await? {
+        return Err(AdminError::Refused(if other == id {
+            format!("{address} is already the main email of {email}")
+        } else {
+            format!(
+                "{address} is a client of its own: `intake client merge {address} --into {email} --as-address` \
+                 moves their incidents too"
+            )
+        }));
+    }
+    on_tx!(&mut tx, conn => {
+        sqlx::query("INSERT INTO client_addresses (address, client_id, created_at) VALUES ($1, $2, $3)")
+            .bind(&address)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    });
+    log(
+        &mut tx,
+        actor,
+        "client add-address",
+        &email,
+        Some(&address),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(email)
+}
+
+/// Removes an additional address; returns whose it was. Their incidents stay theirs.
+pub async fn remove_address(
+    store: &Store,
+    actor: &str,
+    address: &str,
+) -> Result<String, AdminError> {
+    let now = Timestamp::now();
+    let address = address.trim().to_lowercase();
+    let mut tx = store.begin().await?;
+    let owner = address_owner(&mut tx, &address).await?.ok_or_else(|| {
+        AdminError::Refused(format!("{address} is no client's additional address"))
+    })?;
+    on_tx!(&mut tx, conn => {
+        sqlx::query("DELETE FROM client_addresses WHERE address = $1")
+            .bind(&address)
+            .execute(&mut *conn)
+            .await?;
+    });
+    log(
+        &mut tx,
+        actor,
+        "client remove-address",
+        &owner,
+        Some(&address),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(owner)
+}
+
+/// What `edit_client` may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientEdit {
+    pub reference: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub organisation: Option<String>,
+    /// `Some(None)` clears the note.
+    pub note: Option<Option<String>>,
+}
+
+/// Changes a client's reference, names, organisation or note. A new reference must never have
+/// been issued before; the old one stays retired. Moving a client to another organisation
+/// leaves their existing incidents filed under the organisation they were opened for.
+pub async fn edit_client(
+    store: &Store,
+    actor: &str,
+    who: &str,
+    edit: &ClientEdit,
+) -> Result<String, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (id, email) = find_client(&mut tx, who)
+        .await?
+        .ok_or_else(|| no_client(who))?;
+    if let Some(reference) = &edit.reference {
+        refuse_issued(&mut tx, reference, Some(id)).await?;
+    }
+    let organisation = match &edit.organisation {
+        Some(name) => Some(organisation_id(&mut tx, name).await?),
+        None => None,
+    };
+    on_tx!(&mut tx, conn => {
+        sqlx::query(
+            "UPDATE clients SET reference = coalesce($1, reference), \
+             first_name = coalesce($2, first_name), last_name = coalesce($3, last_name), \
+             organisation_id = coalesce($4, organisation_id), \
+             note = CASE WHEN $5 THEN $6 ELSE note END, updated_at = $7 WHERE id = $8",
+        )
+        .bind(&edit.reference)
+        .bind(&edit.first_name)
+        .bind(&edit.last_name)
+        .bind(organisation)
+        .bind(edit.note.is_some())
+        .bind(edit.note.clone().flatten())
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    });
+    let mut changed = Vec::new();
+    if let Some(reference) = &edit.reference {
+        changed.push(format!("reference {reference}"));
+    }
+    if edit.first_name.is_some() || edit.last_name.is_some() {
+        changed.push("name".to_string());
+    }
+    if let Some(name) = &edit.organisation {
+        changed.push(format!("organisation {name}"));
+    }
+    if edit.note.is_some() {
+        changed.push("note".to_string());
+    }
+    log(
+        &mut tx,
+        actor,
+        "client edit",
+        &email,
+        Some(&changed.join(", ")),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(email)
+}
+
+/// Queues a registration or approval mail to a client again, through the outbound queue and
+/// its rules (a banned or spam client's row ends `suppressed`, the hourly limit applies).
+/// Approval mail to a client still pending is refused. Returns the outbound row's id.
+pub async fn send_template(
+    store: &Store,
+    actor: &str,
+    who: &str,
+    template: &str,
+) -> Result<(String, i64), AdminError> {
+    if !matches!(template, "registration" | "approval") {
+        return Err(AdminError::Refused(format!(
+            "{template:?} is not a template a client can be sent again: registration or approval"
+        )));
+    }
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (id, email) = find_client(&mut tx, who)
+        .await?
+        .ok_or_else(|| no_client(who))?;
+    let approval: String = on_tx!(&mut tx, conn => {
+        sqlx::query_scalar("SELECT approval FROM clients WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?
+    });
+    if template == "approval" && approval != "approved" {
+        return Err(AdminError::Refused(format!(
+            "{email} is {approval}: approve them (which sends the approval mail) instead"
+        )));
+    }
+    let row: i64 = on_tx!(&mut tx, conn => {
+        sqlx::query_scalar(
+            "INSERT INTO outbound (template, recipient, client_id, created_at, updated_at, \
+             next_attempt_at) VALUES ($1, $2, $3, $4, $4, $4) RETURNING id",
+        )
+        .bind(template)
+        .bind(&email)
+        .bind(id)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?
+    });
+    let detail = format!("{template} mail queued (outbound {row})");
+    log(&mut tx, actor, "client send", &email, Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok((email, row))
+}
+
+/// Who holds a reference: `None` when it was never issued, `Some(None)` when its client is
+/// gone (it stays retired), `Some(Some(email))` otherwise.
+pub async fn reference_holder(
+    store: &Store,
+    reference: &str,
+) -> Result<Option<Option<String>>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT c.email FROM client_references r LEFT JOIN clients c ON c.reference = r.reference \
+             WHERE r.reference = $1",
+        )
+        .bind(reference)
+        .fetch_optional(pool)
+        .await?
+    }))
 }
 
 /// What `import_clients` did.
@@ -373,7 +644,7 @@ pub async fn import_clients(
     let mut tx = store.begin().await?;
     let mut imported = Imported::default();
     for entry in entries {
-        match client_id(&mut tx, &entry.email).await? {
+        match client_by_email(&mut tx, &entry.email).await? {
             None => {
                 let organisation = placement(&mut tx, entry).await?;
                 insert_client(&mut tx, entry, organisation, now).await?;
@@ -384,13 +655,16 @@ pub async fn import_clients(
                     Some(name) => Some(organisation_id(&mut tx, name).await?),
                     None => None,
                 };
+                if let Some(reference) = &entry.reference {
+                    refuse_issued(&mut tx, reference, Some(id)).await?;
+                }
                 on_tx!(&mut tx, conn => {
                     sqlx::query(
                         "UPDATE clients SET first_name = coalesce($1, first_name), \
                          last_name = coalesce($2, last_name), \
                          organisation_id = coalesce($3, organisation_id), \
                          approval = coalesce($4, approval), standing = coalesce($5, standing), \
-                         updated_at = $6 WHERE id = $7",
+                         updated_at = $6, reference = coalesce($8, reference) WHERE id = $7",
                     )
                     .bind(&entry.first_name)
                     .bind(&entry.last_name)
@@ -399,6 +673,7 @@ pub async fn import_clients(
                     .bind(entry.standing.map(Standing::as_str))
                     .bind(now)
                     .bind(id)
+                    .bind(&entry.reference)
                     .execute(&mut *conn)
                     .await?;
                 });
@@ -424,10 +699,11 @@ pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreErro
         String,
         String,
         String,
+        Option<String>,
     );
     let rows: Vec<Row> = on_pool!(store, pool => {
         sqlx::query_as(
-            "SELECT c.email, c.first_name, c.last_name, o.name, c.approval, c.standing \
+            "SELECT c.email, c.first_name, c.last_name, o.name, c.approval, c.standing, c.reference \
              FROM clients c JOIN organisations o ON o.id = c.organisation_id \
              ORDER BY lower(c.email)",
         )
@@ -437,13 +713,16 @@ pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreErro
     Ok(rows
         .into_iter()
         .map(
-            |(email, first_name, last_name, organisation, approval, standing)| ClientEntry {
-                email,
-                first_name,
-                last_name,
-                organisation: Some(organisation),
-                approval: Approval::parse(&approval),
-                standing: Standing::parse(&standing),
+            |(email, first_name, last_name, organisation, approval, standing, reference)| {
+                ClientEntry {
+                    email,
+                    reference,
+                    first_name,
+                    last_name,
+                    organisation: Some(organisation),
+                    approval: Approval::parse(&approval),
+                    standing: Standing::parse(&standing),
+                }
             },
         )
         .collect())
@@ -726,7 +1005,23 @@ async fn claim_domain(
     Ok(moved)
 }
 
-async fn client_id(tx: &mut Tx, email: &str) -> Result<Option<i64>, StoreError> {
+/// A client's id and main email, found by main email, additional address or reference.
+async fn find_client(tx: &mut Tx, who: &str) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(
+            "SELECT id, email FROM clients WHERE id = coalesce( \
+               (SELECT id FROM clients WHERE lower(email) = lower($1)), \
+               (SELECT client_id FROM client_addresses WHERE address = lower($1)), \
+               (SELECT id FROM clients WHERE reference = upper($1)))",
+        )
+        .bind(who)
+        .fetch_optional(&mut *conn)
+        .await?
+    }))
+}
+
+/// By main email only: what `add` and `import` key on.
+async fn client_by_email(tx: &mut Tx, email: &str) -> Result<Option<i64>, StoreError> {
     Ok(on_tx!(tx, conn => {
         sqlx::query_scalar("SELECT id FROM clients WHERE lower(email) = lower($1)")
             .bind(email)
@@ -735,8 +1030,12 @@ async fn client_id(tx: &mut Tx, email: &str) -> Result<Option<i64>, StoreError> 
     }))
 }
 
-fn no_client(email: &str) -> AdminError {
-    AdminError::Refused(format!("no client with the address {email}"))
+async fn client_id(tx: &mut Tx, who: &str) -> Result<Option<i64>, StoreError> {
+    Ok(find_client(tx, who).await?.map(|(id, _)| id))
+}
+
+fn no_client(who: &str) -> AdminError {
+    AdminError::Refused(format!("no client with the address or reference {who}"))
 }
 
 /// The organisation's id and whether it is the default one.
@@ -781,11 +1080,24 @@ async fn insert_client(
     entry: &ClientEntry,
     organisation: i64,
     now: Timestamp,
-) -> Result<i64, StoreError> {
+) -> Result<i64, AdminError> {
+    let reference = match &entry.reference {
+        Some(reference) => {
+            refuse_issued(tx, reference, None).await?;
+            reference.clone()
+        }
+        None => references::new_reference(tx).await?,
+    };
+    if address_owner(tx, &entry.email).await?.is_some() {
+        return Err(AdminError::Refused(format!(
+            "{} is already an additional address of a client",
+            entry.email
+        )));
+    }
     Ok(on_tx!(tx, conn => {
         sqlx::query_scalar(
             "INSERT INTO clients (email, first_name, last_name, organisation_id, approval, \
-             standing, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             standing, created_at, updated_at, reference) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
              RETURNING id",
         )
         .bind(&entry.email)
@@ -795,7 +1107,45 @@ async fn insert_client(
         .bind(entry.approval.unwrap_or(Approval::Approved).as_str())
         .bind(entry.standing.unwrap_or(Standing::Normal).as_str())
         .bind(now)
+        .bind(&reference)
         .fetch_one(&mut *conn)
+        .await?
+    }))
+}
+
+/// Refuses a reference issued before, unless it is already `client`'s own.
+async fn refuse_issued(
+    tx: &mut Tx,
+    reference: &str,
+    client: Option<i64>,
+) -> Result<(), AdminError> {
+    let holder: Option<Option<i64>> = on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "SELECT c.id FROM client_references r LEFT JOIN clients c ON c.reference = r.reference \
+             WHERE r.reference = $1",
+        )
+        .bind(reference)
+        .fetch_optional(&mut *conn)
+        .await?
+    });
+    match holder {
+        None => Ok(()),
+        Some(holder) if holder.is_some() && holder == client => Ok(()),
+        Some(_) => Err(AdminError::Refused(format!(
+            "the reference {reference} was issued before: references are never reused"
+        ))),
+    }
+}
+
+/// The client whose additional address this is.
+async fn address_owner(tx: &mut Tx, address: &str) -> Result<Option<String>, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "SELECT c.email FROM client_addresses a JOIN clients c ON c.id = a.client_id \
+             WHERE a.address = lower($1)",
+        )
+        .bind(address)
+        .fetch_optional(&mut *conn)
         .await?
     }))
 }
@@ -807,12 +1157,7 @@ async fn resolve_targets(tx: &mut Tx, targets: &Targets) -> Result<Vec<(i64, Str
             let mut found = Vec::with_capacity(emails.len());
             let mut unknown = Vec::new();
             for email in emails {
-                let row: Option<(i64, String)> = on_tx!(tx, conn => {
-                    sqlx::query_as("SELECT id, email FROM clients WHERE lower(email) = lower($1)")
-                        .bind(email)
-                        .fetch_optional(&mut *conn)
-                        .await?
-                });
+                let row = find_client(tx, email).await?;
                 match row {
                     Some(row) if !found.contains(&row) => found.push(row),
                     Some(_) => {}
@@ -821,7 +1166,7 @@ async fn resolve_targets(tx: &mut Tx, targets: &Targets) -> Result<Vec<(i64, Str
             }
             if !unknown.is_empty() {
                 return Err(AdminError::Refused(format!(
-                    "no client with the address {}; nothing was changed",
+                    "no client with the address or reference {}; nothing was changed",
                     unknown.join(", ")
                 )));
             }

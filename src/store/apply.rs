@@ -212,10 +212,11 @@ async fn resolve_client(
                 StoreError::Failed("cannot register a message without a sender".to_string())
             })?;
             let organisation = organisation_for(tx, new_client, facts, now).await?;
+            let reference = super::references::new_reference(tx).await?;
             let inserted: Option<i64> = on_tx!(tx, conn => {
                 sqlx::query_scalar(
                     "INSERT INTO clients (email, display_name, organisation_id, approval, standing, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'normal', $5, $5) \
+                     created_at, updated_at, reference) VALUES ($1, $2, $3, $4, 'normal', $5, $5, $6) \
                      ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(&sender.address)
@@ -223,6 +224,7 @@ async fn resolve_client(
                 .bind(organisation)
                 .bind(new_client.approval.as_str())
                 .bind(now)
+                .bind(&reference)
                 .fetch_optional(&mut *conn)
                 .await?
             });

@@ -43,7 +43,9 @@ pub async fn gather(
                  (SELECT id FROM organisations WHERE is_default), \
                  c.id, c.organisation_id, c.approval, c.standing, \
                  (SELECT organisation_id FROM organisation_domains WHERE domain = $3) \
-                 FROM (SELECT 1 AS one) AS one LEFT JOIN clients c ON lower(c.email) = $2",
+                 FROM (SELECT 1 AS one) AS one LEFT JOIN clients c ON c.id = coalesce( \
+                   (SELECT id FROM clients WHERE lower(email) = $2), \
+                   (SELECT client_id FROM client_addresses WHERE address = $2))",
             )
             .bind(&dedup_key)
             .bind(&sender)

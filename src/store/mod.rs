@@ -10,6 +10,7 @@ pub mod facts;
 pub mod folders;
 pub mod outbound;
 pub mod read;
+pub mod references;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -78,9 +78,9 @@ async fn import_checks_every_row_first(backend: Backend) {
 
     // A good file with quoting a spreadsheet produces, then export gives the same shape back.
     let good = intake.path("good.csv");
-    let rows = "email,first_name,last_name,organisation,approval,standing\n\
-                ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal\n\
-                bob@example.net,Bob,,Default,pending,spam\n";
+    let rows = "email,first_name,last_name,organisation,approval,standing,reference\n\
+                ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1\n\
+                bob@example.net,Bob,,Default,pending,spam,BOB-2\n";
     std::fs::write(&good, rows).expect("writing the CSV");
     let imported = json(
         &intake,
@@ -117,9 +117,9 @@ async fn import_checks_every_row_first(backend: Backend) {
     );
     assert_eq!(
         std::fs::read_to_string(&export).expect("the export"),
-        "email,first_name,last_name,organisation,approval,standing\n\
-         ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal\n\
-         bob@example.net,Bob,Builder,Default,approved,spam\n"
+        "email,first_name,last_name,organisation,approval,standing,reference\n\
+         ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1\n\
+         bob@example.net,Bob,Builder,Default,approved,spam,BOB-2\n"
     );
 }
 on_both_backends!(import_checks_every_row_first, import_checks_every_row_first);

@@ -1,0 +1,46 @@
+-- Marking a client spam moves all their incidents to the spam folder; lifting it (standing back
+-- to normal) moves each back to the folder it had. Triggers, so the CLI and an edit of
+-- `clients.standing` in a database viewer act alike, in the same transaction, exactly once.
+-- Banning moves nothing: existing incidents stay where they are.
+
+-- The folder an incident had before its client was marked spam ('inbox' or 'held').
+ALTER TABLE incidents ADD COLUMN folder_before_spam TEXT
+    CHECK (folder_before_spam IN ('inbox', 'held'));
+
+CREATE FUNCTION clients_spam_moves_incidents() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE incidents
+    SET folder_before_spam = folder, folder = 'spam', updated_at = now()
+    WHERE client_id = NEW.id AND folder <> 'spam';
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER clients_spam_moves_incidents
+AFTER UPDATE OF standing ON clients
+FOR EACH ROW WHEN (NEW.standing = 'spam' AND OLD.standing <> 'spam')
+EXECUTE FUNCTION clients_spam_moves_incidents();
+
+-- Back to normal: each incident returns to its earlier folder; one held for approval goes to
+-- the inbox if the client has been approved meanwhile; one that arrived while the client was
+-- spam (no earlier folder) goes to the inbox.
+CREATE FUNCTION clients_not_spam_restores_incidents() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE incidents
+    SET folder = CASE
+            WHEN folder_before_spam = 'held'
+                 AND NOT (COALESCE(held_reason, '') = 'pending_approval' AND NEW.approval = 'approved')
+            THEN 'held' ELSE 'inbox' END,
+        held_reason = CASE
+            WHEN folder_before_spam = 'held'
+                 AND NOT (COALESCE(held_reason, '') = 'pending_approval' AND NEW.approval = 'approved')
+            THEN held_reason END,
+        folder_before_spam = NULL,
+        updated_at = now()
+    WHERE client_id = NEW.id AND folder = 'spam';
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER clients_not_spam_restores_incidents
+AFTER UPDATE OF standing ON clients
+FOR EACH ROW WHEN (OLD.standing = 'spam' AND NEW.standing = 'normal')
+EXECUTE FUNCTION clients_not_spam_restores_incidents();

@@ -1,0 +1,119 @@
+-- A client is a person with a stable reference (C-48213), a note, and possibly more than one
+-- address.
+
+-- Every client reference ever issued. A reference is never issued twice: not after its client
+-- is deleted, merged away or given another reference by staff.
+CREATE TABLE client_references (
+    reference  TEXT PRIMARY KEY CHECK (reference = upper(reference) AND length(reference) BETWEEN 2 AND 32),
+    issued_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- Short, unique, human-readable (C-48213); generated at registration, editable by staff.
+ALTER TABLE clients ADD COLUMN reference TEXT CHECK (reference = upper(reference) AND reference <> '');
+-- Free text for staff: editable here or with `intake client note`.
+ALTER TABLE clients ADD COLUMN note TEXT;
+UPDATE clients SET reference = 'C-' || (10000 + id);
+INSERT INTO client_references (reference) SELECT reference FROM clients;
+CREATE UNIQUE INDEX clients_reference_unique ON clients (reference);
+
+CREATE TRIGGER clients_reference_never_reused_on_insert
+BEFORE INSERT ON clients
+WHEN NEW.reference IS NOT NULL
+     AND EXISTS (SELECT 1 FROM client_references WHERE reference = NEW.reference)
+BEGIN
+    SELECT RAISE(ABORT, 'this client reference was issued before: references are never reused');
+END;
+CREATE TRIGGER clients_reference_issued_on_insert
+AFTER INSERT ON clients WHEN NEW.reference IS NOT NULL
+BEGIN
+    INSERT INTO client_references (reference) VALUES (NEW.reference);
+END;
+CREATE TRIGGER clients_reference_never_reused_on_update
+BEFORE UPDATE OF reference ON clients
+WHEN NEW.reference IS NOT OLD.reference
+     AND (NEW.reference IS NULL
+          OR EXISTS (SELECT 1 FROM client_references WHERE reference = NEW.reference))
+BEGIN
+    SELECT RAISE(ABORT, 'a client keeps a reference, and a reference issued before is never reused');
+END;
+CREATE TRIGGER clients_reference_issued_on_update
+AFTER UPDATE OF reference ON clients
+WHEN NEW.reference IS NOT OLD.reference
+BEGIN
+    INSERT INTO client_references (reference) VALUES (NEW.reference);
+END;
+
+-- More addresses of one client (work and home, say). Mail from any of them is theirs. An
+-- address belongs to one client only, and is never also a client's main email.
+CREATE TABLE client_addresses (
+    address     TEXT PRIMARY KEY CHECK (address = lower(address) AND address LIKE '%_@_%'),
+    client_id   INTEGER NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX client_addresses_by_client ON client_addresses (client_id);
+CREATE TRIGGER client_addresses_not_a_main_email
+BEFORE INSERT ON client_addresses
+WHEN EXISTS (SELECT 1 FROM clients WHERE lower(email) = NEW.address)
+BEGIN
+    SELECT RAISE(ABORT, 'this address is already a client''s main email');
+END;
+CREATE TRIGGER clients_email_not_an_additional_address
+BEFORE INSERT ON clients
+WHEN EXISTS (SELECT 1 FROM client_addresses WHERE address = lower(NEW.email))
+BEGIN
+    SELECT RAISE(ABORT, 'this email is already an additional address of a client');
+END;
+
+DROP VIEW held_folder;
+DROP VIEW spam_folder;
+DROP VIEW incident_overview;
+CREATE VIEW incident_overview AS
+SELECT
+    i.hash,
+    i.folder,
+    i.status,
+    i.subject,
+    c.email AS client_email,
+    c.display_name AS client_name,
+    c.reference AS client_reference,
+    o.name AS organisation,
+    i.mailbox,
+    i.department,
+    (SELECT count(*) FROM messages m WHERE m.incident_id = i.id) AS message_count,
+    (SELECT max(m.received_at) FROM messages m WHERE m.incident_id = i.id) AS last_message_at,
+    i.created_at,
+    i.updated_at,
+    i.id AS incident_id
+FROM incidents i
+JOIN clients c ON c.id = i.client_id
+JOIN organisations o ON o.id = i.organisation_id;
+
+CREATE VIEW spam_folder AS
+SELECT * FROM incident_overview WHERE folder = 'spam';
+
+CREATE VIEW held_folder AS
+SELECT o.*, i.held_reason
+FROM incident_overview o JOIN incidents i ON i.id = o.incident_id
+WHERE o.folder = 'held';
+
+DROP VIEW client_overview;
+CREATE VIEW client_overview AS
+SELECT
+    c.reference,
+    c.email,
+    c.first_name,
+    c.last_name,
+    c.display_name,
+    o.name AS organisation,
+    c.approval,
+    c.standing,
+    (SELECT group_concat(address, ', ')
+     FROM (SELECT a.address FROM client_addresses a WHERE a.client_id = c.id ORDER BY a.address)) AS other_addresses,
+    c.note,
+    (SELECT count(*) FROM incidents i WHERE i.client_id = c.id) AS incident_count,
+    (SELECT count(*) FROM incidents i WHERE i.client_id = c.id AND i.status IN ('open', 'waiting')) AS open_incident_count,
+    (SELECT max(i.updated_at) FROM incidents i WHERE i.client_id = c.id) AS last_incident_at,
+    c.created_at,
+    c.id AS client_id
+FROM clients c
+JOIN organisations o ON o.id = c.organisation_id;
