@@ -13,6 +13,9 @@ pub struct LogArgs {
         "rejected", "error",
     ])]
     outcome: Option<String>,
+    /// Only mail from this address (what a banned client sent, say).
+    #[arg(long)]
+    sender: Option<String>,
     /// At most this many, newest first.
     #[arg(long, default_value_t = 50)]
     limit: i64,
@@ -20,7 +23,13 @@ pub struct LogArgs {
 
 pub async fn run(settings: &Settings, args: &LogArgs, output: super::Output) -> anyhow::Result<()> {
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;
-    let rows = read::ingest_log(&store, args.outcome.as_deref(), args.limit).await;
+    let rows = read::ingest_log(
+        &store,
+        args.outcome.as_deref(),
+        args.sender.as_deref(),
+        args.limit,
+    )
+    .await;
     store.close().await;
     let rows = rows?;
     if output == super::Output::Json {

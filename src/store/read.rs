@@ -141,16 +141,19 @@ pub struct LogRow {
 pub async fn ingest_log(
     store: &Store,
     outcome: Option<&str>,
+    sender: Option<&str>,
     limit: i64,
 ) -> Result<Vec<LogRow>, StoreError> {
     let rows = on_pool!(store, pool => {
         sqlx::query_as::<_, LogRow>(
             "SELECT logged_at, outcome, mailbox, sender, incident_hash, subject, reason \
              FROM ingest_overview WHERE ($1 IS NULL OR outcome = $1) \
+             AND ($3 IS NULL OR lower(sender) = lower($3)) \
              ORDER BY log_id DESC LIMIT $2",
         )
         .bind(outcome)
         .bind(limit)
+        .bind(sender)
         .fetch_all(pool)
         .await?
     });

@@ -19,6 +19,7 @@ macro_rules! on_both_backends {
 }
 
 mod client_cli;
+mod client_records;
 mod corpus;
 mod daemon;
 mod dovecot;
