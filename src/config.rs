@@ -4,7 +4,7 @@
 //! Every error names the file, the key path and what was expected, for example
 //! `intake.toml: mailbox[1].port: expected 1-65535`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -263,6 +263,18 @@ impl Settings {
     }
 
     /// Every address that is ours: mail from them is never answered nor registered.
+    /// Which mailbox serves each department (lower-cased name → mailbox name; the first
+    /// mailbox named for a department serves it).
+    pub fn department_mailboxes(&self) -> BTreeMap<String, String> {
+        let mut routes = BTreeMap::new();
+        for mailbox in &self.mailboxes {
+            routes
+                .entry(mailbox.department.to_lowercase())
+                .or_insert_with(|| mailbox.name.clone());
+        }
+        routes
+    }
+
     pub fn own_addresses(&self) -> BTreeSet<String> {
         let mut addresses: BTreeSet<String> = self
             .mailboxes

@@ -5,6 +5,7 @@
 //! raw bytes, and only `StoreError::Unavailable` reaches the caller, who must keep the message
 //! and try again later.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
@@ -34,6 +35,8 @@ pub struct Pipeline {
 struct Rules {
     policy: Policy,
     hash_format: HashFormat,
+    /// Department (lower-cased) → the mailbox serving it, for organisation routing.
+    routes: BTreeMap<String, String>,
     max_message_bytes: u64,
 }
 
@@ -42,6 +45,7 @@ impl Rules {
         Rules {
             policy: Policy::from_settings(settings),
             hash_format: settings.incidents.hash_format.clone(),
+            routes: settings.department_mailboxes(),
             max_message_bytes: settings.limits.max_message_bytes,
         }
     }
@@ -60,7 +64,15 @@ impl Rules {
     ) -> Result<Applied, StoreError> {
         let facts = facts::gather(tx, received.inbound, &self.hash_format).await?;
         let decision = decide(received.inbound, &facts, &self.policy);
-        apply(tx, received, &decision, &facts, &self.hash_format).await
+        apply(
+            tx,
+            received,
+            &decision,
+            &facts,
+            &self.hash_format,
+            &self.routes,
+        )
+        .await
     }
 }
 

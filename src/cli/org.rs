@@ -36,16 +36,59 @@ pub enum OrgCommand {
     RemoveDomain { domain: String },
     /// Delete an organisation; its clients and incidents move to the default organisation.
     Delete { name: String },
+    /// Disable: it keeps its clients and incidents, but its domains place new senders in the
+    /// default organisation. The default organisation cannot be disabled.
+    Disable { name: String },
+    /// Enable a disabled organisation again.
+    Enable { name: String },
+    /// Set the description or the display order.
+    Edit {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Lists sort by it, then by name.
+        #[arg(long)]
+        order: Option<i32>,
+    },
+    /// Send the organisation's new incidents to one department's mailbox, whatever mailbox
+    /// received them.
+    Route {
+        name: String,
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        department: Option<String>,
+        /// Stop routing: incidents stay with the mailbox that received them.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 pub async fn run(settings: &Settings, command: &OrgCommand, output: Output) -> anyhow::Result<()> {
+    if let OrgCommand::Route {
+        department: Some(department),
+        ..
+    } = command
+        && !settings
+            .department_mailboxes()
+            .contains_key(&department.to_lowercase())
+    {
+        // Allowed (a mailbox may be added later), but said.
+        eprintln!(
+            "intake: warning: no [[mailbox]] in {} serves the department {department:?} yet",
+            settings.source.display()
+        );
+    }
     let store = open_store(settings, Migrations::ApplyIfBehind).await?;
-    let result = execute(&store, command, output).await;
+    let result = execute(settings, &store, command, output).await;
     store.close().await;
     result
 }
 
-async fn execute(store: &Store, command: &OrgCommand, output: Output) -> anyhow::Result<()> {
+async fn execute(
+    settings: &Settings,
+    store: &Store,
+    command: &OrgCommand,
+    output: Output,
+) -> anyhow::Result<()> {
     let actor = actor();
     match command {
         OrgCommand::List => {
@@ -53,22 +96,38 @@ async fn execute(store: &Store, command: &OrgCommand, output: Output) -> anyhow:
             if output == Output::Json {
                 return super::print_json(&rows);
             }
-            let table: Vec<[String; 5]> = rows
-                .into_iter()
-                .map(|row| {
-                    [
-                        row.name,
-                        if row.is_default { "yes" } else { "" }.to_string(),
-                        row.client_count.to_string(),
-                        row.incident_count.to_string(),
-                        row.domains.unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            super::print_table(
-                &["NAME", "DEFAULT", "CLIENTS", "INCIDENTS", "DOMAINS"],
-                &table,
-            );
+            // Disabled organisations are listed apart, after the others.
+            let (enabled, disabled): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|row| row.status == "enabled");
+            let table = |rows: Vec<admin::OrganisationRow>| -> Vec<[String; 6]> {
+                rows.into_iter()
+                    .map(|row| {
+                        [
+                            row.name,
+                            if row.is_default { "yes" } else { "" }.to_string(),
+                            row.client_count.to_string(),
+                            row.incident_count.to_string(),
+                            row.domains.unwrap_or_default(),
+                            row.route_department.unwrap_or_default(),
+                        ]
+                    })
+                    .collect()
+            };
+            let header = [
+                "NAME",
+                "DEFAULT",
+                "CLIENTS",
+                "INCIDENTS",
+                "DOMAINS",
+                "ROUTED TO",
+            ];
+            super::print_table(&header, &table(enabled));
+            if !disabled.is_empty() {
+                println!(
+                    "\nDisabled (their domains place new senders in the default organisation):"
+                );
+                super::print_table(&header, &table(disabled));
+            }
         }
         OrgCommand::Add {
             name,
@@ -120,6 +179,74 @@ async fn execute(store: &Store, command: &OrgCommand, output: Output) -> anyhow:
                 );
             }
             println!("{domain} no longer belongs to {owner}");
+        }
+        OrgCommand::Disable { name } | OrgCommand::Enable { name } => {
+            let status = if matches!(command, OrgCommand::Disable { .. }) {
+                "disabled"
+            } else {
+                "enabled"
+            };
+            let edit = admin::OrganisationEdit {
+                status: Some(status),
+                ..Default::default()
+            };
+            admin::edit_organisation(store, &actor, name, &edit).await?;
+            if output == Output::Json {
+                return super::print_json(
+                    &serde_json::json!({ "organisation": name, "status": status }),
+                );
+            }
+            println!("{name} is {status}");
+        }
+        OrgCommand::Edit {
+            name,
+            description,
+            order,
+        } => {
+            let edit = admin::OrganisationEdit {
+                description: description
+                    .as_deref()
+                    .map(|text| Some(text.trim().to_string()).filter(|text| !text.is_empty())),
+                display_order: *order,
+                ..Default::default()
+            };
+            admin::edit_organisation(store, &actor, name, &edit).await?;
+            if output == Output::Json {
+                return super::print_json(&serde_json::json!({ "organisation": name }));
+            }
+            println!("{name} updated");
+        }
+        OrgCommand::Route {
+            name, department, ..
+        } => {
+            // Spelled as the configuration spells it, when a mailbox serves it.
+            let department = department
+                .as_deref()
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+                .map(|text| {
+                    settings
+                        .mailboxes
+                        .iter()
+                        .map(|mailbox| &mailbox.department)
+                        .find(|known| known.eq_ignore_ascii_case(text))
+                        .cloned()
+                        .unwrap_or_else(|| text.to_string())
+                });
+            let edit = admin::OrganisationEdit {
+                route_department: Some(department.clone()),
+                ..Default::default()
+            };
+            admin::edit_organisation(store, &actor, name, &edit).await?;
+            if output == Output::Json {
+                return super::print_json(
+                    &serde_json::json!({ "organisation": name, "route_department": department }),
+                );
+            }
+            match department {
+                Some(department) => println!("new incidents of {name} go to {department}"),
+                None => println!("{name}'s incidents stay with the mailbox that received them"),
+            }
         }
         OrgCommand::Delete { name } => {
             let dissolved = admin::delete_organisation(store, &actor, name).await?;

@@ -507,10 +507,44 @@ fn organisation_for(domain: &str, facts: &Facts, policy: &Policy) -> Organisatio
     OrganisationPlan::Default
 }
 
+/// How many domains `domain_and_parents` yields at most: `a.b.eu.contoso.com` is looked up as
+/// itself and its three nearest parents.
+pub const DOMAIN_CANDIDATES: usize = 4;
+
+/// The domain and its parents down to two labels, nearest first: `eu.contoso.com` gives
+/// `eu.contoso.com`, `contoso.com`. An organisation owning a parent owns its sub-domains
+/// unless another owns the sub-domain itself.
+pub fn domain_and_parents(domain: &str) -> Vec<String> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    (0..labels.len().saturating_sub(1))
+        .map(|start| labels[start..].join("."))
+        .take(DOMAIN_CANDIDATES)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::{AutoSignals, Mailbox};
+
+    #[test]
+    fn a_domain_is_looked_up_with_its_parents() {
+        assert_eq!(
+            domain_and_parents("eu.contoso.com"),
+            ["eu.contoso.com", "contoso.com"]
+        );
+        assert_eq!(domain_and_parents("contoso.com"), ["contoso.com"]);
+        assert_eq!(
+            domain_and_parents("a.b.c.d.contoso.com"),
+            [
+                "a.b.c.d.contoso.com",
+                "b.c.d.contoso.com",
+                "c.d.contoso.com",
+                "d.contoso.com"
+            ]
+        );
+        assert!(domain_and_parents("localhost").is_empty());
+    }
 
     const DEFAULT_ORG: OrganisationId = 1;
     const CONTOSO: OrganisationId = 2;

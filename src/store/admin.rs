@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::ingest::{Approval, Standing};
+use crate::ingest::{Approval, Standing, domain_and_parents};
 use crate::{on_pool, on_tx};
 
 use super::{Store, StoreError, Timestamp, Tx, references};
@@ -732,7 +732,11 @@ pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreErro
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OrganisationRow {
     pub name: String,
+    pub status: String,
     pub is_default: bool,
+    pub description: Option<String>,
+    pub display_order: i32,
+    pub route_department: Option<String>,
     pub domains: Option<String>,
     pub client_count: i64,
     pub incident_count: i64,
@@ -742,12 +746,86 @@ pub struct OrganisationRow {
 pub async fn organisations(store: &Store) -> Result<Vec<OrganisationRow>, StoreError> {
     Ok(on_pool!(store, pool => {
         sqlx::query_as::<_, OrganisationRow>(
-            "SELECT name, is_default, domains, client_count, incident_count, created_at \
-             FROM organisation_overview ORDER BY is_default DESC, lower(name)",
+            "SELECT name, status, is_default, description, display_order, route_department, domains, \
+             client_count, incident_count, created_at FROM organisation_overview \
+             ORDER BY is_default DESC, display_order, lower(name)",
         )
         .fetch_all(pool)
         .await?
     }))
+}
+
+/// What `edit_organisation` may change; `None` leaves a field as it is, `Some(None)` clears.
+#[derive(Debug, Clone, Default)]
+pub struct OrganisationEdit {
+    pub description: Option<Option<String>>,
+    pub display_order: Option<i32>,
+    /// `enabled` or `disabled`.
+    pub status: Option<&'static str>,
+    pub route_department: Option<Option<String>>,
+}
+
+/// Changes an organisation's description, display order, status or routing. The default
+/// organisation cannot be disabled (a trigger holds a viewer edit to the same rule).
+pub async fn edit_organisation(
+    store: &Store,
+    actor: &str,
+    name: &str,
+    edit: &OrganisationEdit,
+) -> Result<(), AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (id, is_default) = organisation(&mut tx, name).await?;
+    if is_default && edit.status == Some("disabled") {
+        return Err(AdminError::Refused(format!(
+            "{name:?} is the default organisation, which cannot be disabled"
+        )));
+    }
+    on_tx!(&mut tx, conn => {
+        sqlx::query(
+            "UPDATE organisations SET \
+             description = CASE WHEN $1 THEN $2 ELSE description END, \
+             display_order = coalesce($3, display_order), status = coalesce($4, status), \
+             route_department = CASE WHEN $5 THEN $6 ELSE route_department END, \
+             updated_at = $7 WHERE id = $8",
+        )
+        .bind(edit.description.is_some())
+        .bind(edit.description.clone().flatten())
+        .bind(edit.display_order)
+        .bind(edit.status)
+        .bind(edit.route_department.is_some())
+        .bind(edit.route_department.clone().flatten())
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    });
+    let mut changed = Vec::new();
+    if let Some(status) = edit.status {
+        changed.push(status.to_string());
+    }
+    if edit.description.is_some() {
+        changed.push("description".to_string());
+    }
+    if let Some(order) = edit.display_order {
+        changed.push(format!("display order {order}"));
+    }
+    match &edit.route_department {
+        Some(Some(department)) => changed.push(format!("routed to {department}")),
+        Some(None) => changed.push("routing cleared".to_string()),
+        None => {}
+    }
+    log(
+        &mut tx,
+        actor,
+        "org edit",
+        name,
+        Some(&changed.join(", ")),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Creates an organisation owning `domains` (each must be free).
@@ -1059,17 +1137,25 @@ async fn placement(tx: &mut Tx, entry: &ClientEntry) -> Result<i64, AdminError> 
     if let Some(name) = &entry.organisation {
         return organisation_id(tx, name).await;
     }
-    let domain = entry
+    let domains = entry
         .email
         .rsplit_once('@')
-        .map(|(_, domain)| domain.to_lowercase())
+        .map(|(_, domain)| domain_and_parents(&domain.to_lowercase()))
         .unwrap_or_default();
+    let domain = |index: usize| domains.get(index).cloned();
+    // As ingest places a sender: the nearest owned domain; a disabled owner places nobody.
     Ok(on_tx!(tx, conn => {
         sqlx::query_scalar::<_, i64>(
-            "SELECT coalesce((SELECT organisation_id FROM organisation_domains WHERE domain = $1), \
-             (SELECT id FROM organisations WHERE is_default))",
+            "SELECT coalesce( \
+               (SELECT CASE WHEN o.status = 'enabled' THEN o.id END \
+                FROM organisation_domains d JOIN organisations o ON o.id = d.organisation_id \
+                WHERE d.domain IN ($1, $2, $3, $4) ORDER BY length(d.domain) DESC LIMIT 1), \
+               (SELECT id FROM organisations WHERE is_default))",
         )
-        .bind(domain)
+        .bind(domain(0))
+        .bind(domain(1))
+        .bind(domain(2))
+        .bind(domain(3))
         .fetch_one(&mut *conn)
         .await?
     }))

@@ -5,6 +5,8 @@
 //! message it has not already stored byte for byte. A unique-key race with another writer
 //! becomes `StoreError::Conflict`, and the pipeline runs the whole transaction again.
 
+use std::collections::BTreeMap;
+
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{
     ClientId, ClientPlan, Decision, Facts, Folder, IncidentId, NewClient, OrganisationId,
@@ -42,6 +44,7 @@ pub async fn apply(
     decision: &Decision,
     facts: &Facts,
     hash_format: &HashFormat,
+    routes: &BTreeMap<String, String>,
 ) -> Result<Applied, StoreError> {
     let now = Timestamp::now();
     let inbound = received.inbound;
@@ -62,10 +65,10 @@ pub async fn apply(
             let (new_incident, hash) = create_incident(
                 tx,
                 hash_format,
-                client_id,
-                organisation_id,
+                (client_id, organisation_id),
                 *folder,
                 received,
+                routes,
                 now,
             )
             .await?;
@@ -293,15 +296,42 @@ async fn organisation_for(
     }
 }
 
+/// `owner`: the client and the organisation the incident is opened for.
 async fn create_incident(
     tx: &mut Tx,
     hash_format: &HashFormat,
-    client_id: ClientId,
-    organisation_id: OrganisationId,
+    (client_id, organisation_id): (ClientId, OrganisationId),
     folder: Folder,
     received: &Received<'_>,
+    routes: &BTreeMap<String, String>,
     now: Timestamp,
 ) -> Result<(IncidentId, String), StoreError> {
+    // An organisation may send its new incidents to one department, whatever mailbox the mail
+    // came to: the incident is filed under that department and its mailbox, so staff and the
+    // acknowledgement (From and Reply-To of that mailbox) follow it there.
+    let route: Option<String> = on_tx!(tx, conn => {
+        sqlx::query_scalar("SELECT route_department FROM organisations WHERE id = $1")
+            .bind(organisation_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten()
+    });
+    let (mailbox, department) = match route {
+        Some(department) => {
+            let mailbox = routes.get(&department.to_lowercase()).cloned();
+            if mailbox.is_none() {
+                tracing::warn!(%department, "organisation routes to a department no [[mailbox]] serves; the incident keeps its mailbox");
+            }
+            (
+                mailbox.or_else(|| received.origin.mailbox.clone()),
+                Some(department),
+            )
+        }
+        None => (
+            received.origin.mailbox.clone(),
+            received.origin.department.clone(),
+        ),
+    };
     // The only reason the core holds mail today; the trigger on clients.approval releases it.
     let held_reason = (folder == Folder::Held).then_some("pending_approval");
     let subject = if received.inbound.subject.is_empty() {
@@ -321,8 +351,8 @@ async fn create_incident(
             .bind(&hash)
             .bind(client_id)
             .bind(organisation_id)
-            .bind(&received.origin.mailbox)
-            .bind(&received.origin.department)
+            .bind(&mailbox)
+            .bind(&department)
             .bind(folder.as_str())
             .bind(held_reason)
             .bind(subject)

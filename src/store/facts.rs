@@ -3,7 +3,9 @@
 //! made on data nobody else can change underneath it.
 
 use crate::ingest::hash::HashFormat;
-use crate::ingest::{Approval, ClientFacts, Facts, IncidentFacts, Standing};
+use crate::ingest::{
+    Approval, ClientFacts, DOMAIN_CANDIDATES, Facts, IncidentFacts, Standing, domain_and_parents,
+};
 use crate::message::Inbound;
 use crate::on_tx;
 
@@ -12,6 +14,9 @@ use super::{StoreError, Tx};
 /// At most this many Message-IDs from References are looked up: long threads are answered by
 /// their newest messages, and a hostile header must not cost thousands of queries.
 const MAX_THREAD_CANDIDATES: usize = 20;
+
+// The owner query binds exactly this many domains.
+const _: () = assert!(DOMAIN_CANDIDATES == 4);
 
 pub async fn gather(
     tx: &mut Tx,
@@ -23,10 +28,12 @@ pub async fn gather(
         .sender
         .as_ref()
         .map(|mailbox| mailbox.address.clone());
-    let domain = inbound
+    let domains = inbound
         .sender
         .as_ref()
-        .map(|mailbox| mailbox.domain().to_string());
+        .map(|mailbox| domain_and_parents(mailbox.domain()))
+        .unwrap_or_default();
+    let domain = |index: usize| domains.get(index).cloned();
     let candidates: Vec<String> = inbound
         .thread_candidates()
         .into_iter()
@@ -42,14 +49,20 @@ pub async fn gather(
                 "SELECT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1), \
                  (SELECT id FROM organisations WHERE is_default), \
                  c.id, c.organisation_id, c.approval, c.standing, \
-                 (SELECT organisation_id FROM organisation_domains WHERE domain = $3) \
+                 (SELECT CASE WHEN o.status = 'enabled' THEN o.id \
+                         ELSE (SELECT id FROM organisations WHERE is_default) END \
+                  FROM organisation_domains d JOIN organisations o ON o.id = d.organisation_id \
+                  WHERE d.domain IN ($3, $4, $5, $6) ORDER BY length(d.domain) DESC LIMIT 1) \
                  FROM (SELECT 1 AS one) AS one LEFT JOIN clients c ON c.id = coalesce( \
                    (SELECT id FROM clients WHERE lower(email) = $2), \
                    (SELECT client_id FROM client_addresses WHERE address = $2))",
             )
             .bind(&dedup_key)
             .bind(&sender)
-            .bind(&domain)
+            .bind(domain(0))
+            .bind(domain(1))
+            .bind(domain(2))
+            .bind(domain(3))
             .fetch_one(&mut *conn)
             .await?;
         let default_organisation = default_organisation.ok_or_else(|| {

@@ -26,6 +26,7 @@ mod dovecot;
 mod harness;
 mod ingest_cli;
 mod monitoring;
+mod org_rules;
 mod outbound;
 mod smtp;
 mod staff_views;
