@@ -78,6 +78,16 @@ pub enum PendingMail {
     Hold,
 }
 
+/// Which departments a client may open incidents in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepartmentAccess {
+    /// Any client may write to any department.
+    Open,
+    /// Only departments granted to the client or their organisation; other mail is held.
+    Restricted,
+}
+
 /// How a connection to a mail server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +168,7 @@ pub struct ClientSettings {
     pub auto_register: bool,
     pub auto_approve: bool,
     pub pending_mail: PendingMail,
+    pub department_access: DepartmentAccess,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -383,6 +394,7 @@ struct RawClients {
     auto_register: Option<bool>,
     auto_approve: Option<bool>,
     pending_mail: Option<PendingMail>,
+    department_access: Option<DepartmentAccess>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -676,6 +688,10 @@ impl RawConfig {
                 auto_register: self.clients.auto_register.unwrap_or(true),
                 auto_approve: self.clients.auto_approve.unwrap_or(true),
                 pending_mail: self.clients.pending_mail.unwrap_or(PendingMail::Accept),
+                department_access: self
+                    .clients
+                    .department_access
+                    .unwrap_or(DepartmentAccess::Open),
             },
             organisations: OrganisationSettings {
                 auto_create_from_domain: self.organisations.auto_create_from_domain.unwrap_or(true),

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 
-use crate::config::Settings;
+use crate::config::{DepartmentAccess, Settings};
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{Policy, decide};
 use crate::message::{Inbound, Origin};
@@ -62,7 +62,14 @@ impl Rules {
         tx: &mut Tx,
         received: &Received<'_>,
     ) -> Result<Applied, StoreError> {
-        let facts = facts::gather(tx, received.inbound, &self.hash_format).await?;
+        let facts = facts::gather(
+            tx,
+            received.inbound,
+            received.origin.department.as_deref(),
+            self.policy.department_access == DepartmentAccess::Restricted,
+            &self.hash_format,
+        )
+        .await?;
         let decision = decide(received.inbound, &facts, &self.policy);
         apply(
             tx,

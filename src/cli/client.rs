@@ -78,6 +78,11 @@ pub enum ClientCommand {
         #[arg(long)]
         clear: bool,
     },
+    /// Let a client open incidents in a department (`department_access = "restricted"`);
+    /// releases what was held for it.
+    Grant { client: String, department: String },
+    /// Take a client's department grant back (new mail is held again).
+    Revoke { client: String, department: String },
     /// Give a client one more address: mail from it is theirs.
     AddAddress { client: String, address: String },
     /// Remove an additional address (their incidents stay theirs).
@@ -452,6 +457,18 @@ async fn execute(
             };
             let email = admin::edit_client(store, &actor, client, &edit).await?;
             return show_one(store, &email, output).await;
+        }
+        ClientCommand::Grant { client, department }
+        | ClientCommand::Revoke { client, department } => {
+            return super::grant_or_revoke(
+                store,
+                &actor,
+                &admin::Grantee::Client(client.clone()),
+                &super::department(settings, department),
+                matches!(command, ClientCommand::Grant { .. }),
+                output,
+            )
+            .await;
         }
         ClientCommand::AddAddress { client, address } => {
             let address = valid_email(address).map_err(AdminError::Refused)?;

@@ -144,3 +144,55 @@ pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
         line(row.iter().map(String::as_str).collect());
     }
 }
+
+/// A department as the configuration spells it, when a `[[mailbox]]` serves it; otherwise as
+/// given, with a warning (a mailbox may be added later).
+pub fn department(settings: &Settings, text: &str) -> String {
+    let text = text.trim();
+    match settings
+        .mailboxes
+        .iter()
+        .map(|mailbox| &mailbox.department)
+        .find(|known| known.eq_ignore_ascii_case(text))
+    {
+        Some(known) => known.clone(),
+        None => {
+            eprintln!(
+                "intake: warning: no [[mailbox]] in {} serves the department {text:?} yet",
+                settings.source.display()
+            );
+            text.to_string()
+        }
+    }
+}
+
+/// `client grant|revoke` and `org grant|revoke`.
+pub async fn grant_or_revoke(
+    store: &crate::store::Store,
+    actor: &str,
+    grantee: &crate::store::admin::Grantee,
+    department: &str,
+    grant: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    use crate::store::admin::{self, Grantee};
+    let who = match grantee {
+        Grantee::Client(who) | Grantee::Organisation(who) => who,
+    };
+    if grant {
+        let released = admin::grant(store, actor, grantee, department).await?;
+        if output == Output::Json {
+            return print_json(&serde_json::json!({
+                "granted": department, "to": who, "released": released,
+            }));
+        }
+        println!("{who} may now write to {department}; {released} held incidents released");
+    } else {
+        admin::revoke(store, actor, grantee, department).await?;
+        if output == Output::Json {
+            return print_json(&serde_json::json!({ "revoked": department, "from": who }));
+        }
+        println!("{who} no longer has access to {department}");
+    }
+    Ok(())
+}

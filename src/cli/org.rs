@@ -50,6 +50,11 @@ pub enum OrgCommand {
         #[arg(long)]
         order: Option<i32>,
     },
+    /// Let every client of the organisation open incidents in a department
+    /// (`department_access = "restricted"`); releases what was held for it.
+    Grant { name: String, department: String },
+    /// Take an organisation's department grant back (new mail is held again).
+    Revoke { name: String, department: String },
     /// Send the organisation's new incidents to one department's mailbox, whatever mailbox
     /// received them.
     Route {
@@ -63,20 +68,6 @@ pub enum OrgCommand {
 }
 
 pub async fn run(settings: &Settings, command: &OrgCommand, output: Output) -> anyhow::Result<()> {
-    if let OrgCommand::Route {
-        department: Some(department),
-        ..
-    } = command
-        && !settings
-            .department_mailboxes()
-            .contains_key(&department.to_lowercase())
-    {
-        // Allowed (a mailbox may be added later), but said.
-        eprintln!(
-            "intake: warning: no [[mailbox]] in {} serves the department {department:?} yet",
-            settings.source.display()
-        );
-    }
     let store = open_store(settings, Migrations::ApplyIfBehind).await?;
     let result = execute(settings, &store, command, output).await;
     store.close().await;
@@ -219,20 +210,10 @@ async fn execute(
         OrgCommand::Route {
             name, department, ..
         } => {
-            // Spelled as the configuration spells it, when a mailbox serves it.
             let department = department
                 .as_deref()
-                .map(str::trim)
-                .filter(|text| !text.is_empty())
-                .map(|text| {
-                    settings
-                        .mailboxes
-                        .iter()
-                        .map(|mailbox| &mailbox.department)
-                        .find(|known| known.eq_ignore_ascii_case(text))
-                        .cloned()
-                        .unwrap_or_else(|| text.to_string())
-                });
+                .filter(|text| !text.trim().is_empty())
+                .map(|text| super::department(settings, text));
             let edit = admin::OrganisationEdit {
                 route_department: Some(department.clone()),
                 ..Default::default()
@@ -247,6 +228,17 @@ async fn execute(
                 Some(department) => println!("new incidents of {name} go to {department}"),
                 None => println!("{name}'s incidents stay with the mailbox that received them"),
             }
+        }
+        OrgCommand::Grant { name, department } | OrgCommand::Revoke { name, department } => {
+            return super::grant_or_revoke(
+                store,
+                &actor,
+                &admin::Grantee::Organisation(name.clone()),
+                &super::department(settings, department),
+                matches!(command, OrgCommand::Grant { .. }),
+                output,
+            )
+            .await;
         }
         OrgCommand::Delete { name } => {
             let dissolved = admin::delete_organisation(store, &actor, name).await?;

@@ -10,7 +10,7 @@ pub mod thread;
 
 use std::collections::BTreeSet;
 
-use crate::config::{PendingMail, Settings};
+use crate::config::{DepartmentAccess, PendingMail, Settings};
 use crate::message::{Inbound, ParseProblem};
 
 pub use automatic::AutoKind;
@@ -106,6 +106,40 @@ pub struct IncidentFacts {
     pub organisation: OrganisationId,
 }
 
+/// Which department a new incident is filed under, and who may write there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DepartmentFacts {
+    /// The department of the mailbox the message came to.
+    pub received: Option<String>,
+    /// The organisation the rules below belong to: the known client's, else the owner of the
+    /// sender's domain, else the default organisation.
+    pub organisation: Option<OrganisationId>,
+    /// That organisation's routing: its new incidents go to this department.
+    pub route: Option<String>,
+    /// Departments granted to that organisation, lower-cased.
+    pub organisation_grants: BTreeSet<String>,
+    /// Departments granted to the known client, lower-cased.
+    pub client_grants: BTreeSet<String>,
+}
+
+/// Why an incident waits in the held folder; the `incidents.held_reason` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    /// Until staff approve the client (the approval trigger releases it).
+    PendingApproval,
+    /// Until the client or their organisation is granted the department.
+    DepartmentAccess,
+}
+
+impl HoldReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::PendingApproval => "pending_approval",
+            HoldReason::DepartmentAccess => "department_access",
+        }
+    }
+}
+
 /// Everything the store knows that bears on one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
@@ -119,6 +153,7 @@ pub struct Facts {
     pub thread_by_header: Option<IncidentFacts>,
     /// The incident named by a `[#HASH]` subject tag.
     pub thread_by_tag: Option<IncidentFacts>,
+    pub departments: DepartmentFacts,
 }
 
 /// The settings the core obeys.
@@ -134,6 +169,7 @@ pub struct Policy {
     pub own_addresses: BTreeSet<String>,
     pub registration_mail: bool,
     pub acknowledgement_mail: bool,
+    pub department_access: DepartmentAccess,
 }
 
 impl Policy {
@@ -148,6 +184,7 @@ impl Policy {
             own_addresses: settings.own_addresses(),
             registration_mail: settings.outbound.registration,
             acknowledgement_mail: settings.outbound.acknowledgement,
+            department_access: settings.clients.department_access,
         }
     }
 }
@@ -222,6 +259,13 @@ impl RejectReason {
 pub enum Decision {
     Create {
         folder: Folder,
+        /// Set exactly when `folder` is `Held`.
+        held_for: Option<HoldReason>,
+        /// The department the incident is filed under.
+        department: Option<String>,
+        /// True when the organisation's routing chose `department` (its mailbox takes the
+        /// incident), false when it is the receiving mailbox's.
+        routed: bool,
         client: ClientPlan,
         acknowledge: bool,
         notes: Vec<String>,
@@ -459,17 +503,28 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
         (None, ClientPlan::Register(new_client)) => (new_client.approval, Standing::Normal),
         (None, _) => (Approval::Approved, Standing::Normal),
     };
-    let folder = if standing == Standing::Spam {
+    let (department, routed, granted) = department_for(facts, &client_plan);
+    if let (true, Some(department)) = (routed, &department) {
+        notes.push(format!("routed to {department} by the organisation"));
+    }
+    let (folder, held_for) = if standing == Standing::Spam {
         notes.push("client is marked spam".to_string());
-        Folder::Spam
+        (Folder::Spam, None)
     } else if inbound.upstream_spam && policy.upstream_spam_verdict {
         notes.push("upstream spam filter said spam (X-Spam-Flag / X-Spam-Status)".to_string());
-        Folder::Spam
+        (Folder::Spam, None)
+    } else if policy.department_access == DepartmentAccess::Restricted
+        && let Some(department) = department.as_deref().filter(|_| !granted)
+    {
+        notes.push(format!(
+            "no access to the department {department} (department_access = \"restricted\")"
+        ));
+        (Folder::Held, Some(HoldReason::DepartmentAccess))
     } else if approval == Approval::Pending && policy.pending_mail == PendingMail::Hold {
         notes.push("client is pending approval".to_string());
-        Folder::Held
+        (Folder::Held, Some(HoldReason::PendingApproval))
     } else {
-        Folder::Inbox
+        (Folder::Inbox, None)
     };
     // Spam is never answered (backscatter), nor is list mail (it would reach every member):
     // neither gets an acknowledgement or a registration mail.
@@ -486,10 +541,39 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
     };
     Decision::Create {
         folder,
+        held_for,
+        department,
+        routed,
         client: client_plan,
         acknowledge,
         notes,
     }
+}
+
+/// The department a new incident is filed under, whether the organisation's routing chose
+/// it, and whether the sender may write there. The organisation rules in `facts` count only
+/// when they are for the organisation the client belongs to or joins (not one created now).
+fn department_for(facts: &Facts, client_plan: &ClientPlan) -> (Option<String>, bool, bool) {
+    let rules = &facts.departments;
+    let organisation = match (&facts.client, client_plan) {
+        (Some(client), _) => Some(client.organisation),
+        (None, ClientPlan::Register(new_client)) => match &new_client.organisation {
+            OrganisationPlan::Existing(id) => Some(*id),
+            OrganisationPlan::Default => Some(facts.default_organisation),
+            OrganisationPlan::CreateForDomain(_) => None,
+        },
+        (None, _) => None,
+    };
+    let rules_apply = organisation.is_some() && organisation == rules.organisation;
+    let route = rules.route.clone().filter(|_| rules_apply);
+    let routed = route.is_some();
+    let department = route.or_else(|| rules.received.clone());
+    let granted = department.as_deref().is_some_and(|department| {
+        let department = department.to_lowercase();
+        (facts.client.is_some() && rules.client_grants.contains(&department))
+            || (rules_apply && rules.organisation_grants.contains(&department))
+    });
+    (department, routed, granted)
 }
 
 /// Existing owner of the domain, else a new organisation for it unless it is free-mail, else the
@@ -560,6 +644,7 @@ mod tests {
             own_addresses: ["support@example.com".to_string()].into_iter().collect(),
             registration_mail: true,
             acknowledgement_mail: true,
+            department_access: DepartmentAccess::Open,
         }
     }
 
@@ -583,6 +668,7 @@ mod tests {
             default_organisation: DEFAULT_ORG,
             thread_by_header: None,
             thread_by_tag: None,
+            departments: DepartmentFacts::default(),
         }
     }
 
@@ -977,6 +1063,104 @@ mod tests {
         let new_client = plan("a@fabrikam.com", facts(), pending);
         assert_eq!(new_client.approval, Approval::Pending);
         assert!(!new_client.send_registration);
+    }
+
+    #[test]
+    fn departments_routing_and_restricted_access() {
+        let restricted = Policy {
+            department_access: DepartmentAccess::Restricted,
+            pending_mail: PendingMail::Hold,
+            auto_approve: false,
+            ..policy()
+        };
+        let at = |received: &str| DepartmentFacts {
+            received: Some(received.into()),
+            organisation: Some(CONTOSO),
+            ..Default::default()
+        };
+        let filed = |facts: Facts, policy: &Policy| match decide(
+            &mail("alice@contoso.com"),
+            &facts,
+            policy,
+        ) {
+            Decision::Create {
+                folder,
+                held_for,
+                department,
+                routed,
+                ..
+            } => (folder, held_for, department, routed),
+            other => panic!("expected a new incident, got {other:?}"),
+        };
+        let known = |departments: DepartmentFacts| Facts {
+            client: client(Standing::Normal, Approval::Approved),
+            departments,
+            ..facts()
+        };
+        let support = Some("Support".to_string());
+        assert_eq!(
+            filed(known(at("Support")), &policy()),
+            (Folder::Inbox, None, support.clone(), false),
+            "open: the receiving mailbox's department"
+        );
+        assert_eq!(
+            filed(known(at("Support")), &restricted),
+            (
+                Folder::Held,
+                Some(HoldReason::DepartmentAccess),
+                support.clone(),
+                false
+            ),
+            "restricted without a grant"
+        );
+        let mut client_grant = at("Support");
+        client_grant.client_grants.insert("support".into());
+        assert_eq!(filed(known(client_grant), &restricted).0, Folder::Inbox);
+        let mut organisation_grant = at("Support");
+        organisation_grant
+            .organisation_grants
+            .insert("support".into());
+        assert_eq!(
+            filed(known(organisation_grant.clone()), &restricted).0,
+            Folder::Inbox
+        );
+        let elsewhere = DepartmentFacts {
+            organisation: Some(DEFAULT_ORG),
+            ..organisation_grant.clone()
+        };
+        assert_eq!(
+            filed(known(elsewhere), &restricted).0,
+            Folder::Held,
+            "another organisation's grants do not count"
+        );
+        let routed = DepartmentFacts {
+            route: Some("Sales".into()),
+            ..at("Support")
+        };
+        assert_eq!(
+            filed(known(routed), &policy()),
+            (Folder::Inbox, None, Some("Sales".into()), true)
+        );
+        // A new sender joining the domain owner: its rules apply; no access outranks pending.
+        let new_sender = |departments| Facts {
+            domain_owner: Some(CONTOSO),
+            departments,
+            ..facts()
+        };
+        assert_eq!(
+            filed(new_sender(at("Support")), &restricted).1,
+            Some(HoldReason::DepartmentAccess)
+        );
+        assert_eq!(
+            filed(new_sender(organisation_grant), &restricted).1,
+            Some(HoldReason::PendingApproval)
+        );
+        let spam = Facts {
+            client: client(Standing::Spam, Approval::Approved),
+            departments: at("Support"),
+            ..facts()
+        };
+        assert_eq!(filed(spam, &restricted).0, Folder::Spam);
     }
 
     #[test]

@@ -625,6 +625,134 @@ pub async fn reference_holder(
     }))
 }
 
+/// Who a department grant is for.
+#[derive(Debug, Clone)]
+pub enum Grantee {
+    /// A client, by email, additional address or reference.
+    Client(String),
+    /// An organisation, by name: every client of it.
+    Organisation(String),
+}
+
+/// Lets a client or an organisation open incidents in `department` (with
+/// `department_access = "restricted"`); what was held for it is released by the trigger.
+/// Returns how many incidents were released.
+pub async fn grant(
+    store: &Store,
+    actor: &str,
+    grantee: &Grantee,
+    department: &str,
+) -> Result<i64, AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (client, organisation, subject) = match grantee {
+        Grantee::Client(who) => {
+            let (id, email) = find_client(&mut tx, who)
+                .await?
+                .ok_or_else(|| no_client(who))?;
+            (Some(id), None, email)
+        }
+        Grantee::Organisation(name) => {
+            let (id, _) = organisation(&mut tx, name).await?;
+            (None, Some(id), name.clone())
+        }
+    };
+    let released = on_tx!(&mut tx, conn => {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM department_grants WHERE lower(department) = lower($1) \
+             AND coalesce(client_id, 0) = coalesce($2, 0) AND coalesce(organisation_id, 0) = coalesce($3, 0))",
+        )
+        .bind(department)
+        .bind(client)
+        .bind(organisation)
+        .fetch_one(&mut *conn)
+        .await?;
+        if exists {
+            return Err(AdminError::Refused(format!(
+                "{subject} already has access to {department}"
+            )));
+        }
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM incidents i JOIN clients c ON c.id = i.client_id \
+             WHERE i.folder = 'held' AND i.held_reason = 'department_access' \
+             AND lower(i.department) = lower($1) AND (c.id = $2 OR c.organisation_id = $3)",
+        )
+        .bind(department)
+        .bind(client)
+        .bind(organisation)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO department_grants (department, client_id, organisation_id, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(department)
+        .bind(client)
+        .bind(organisation)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        held
+    });
+    let action = if client.is_some() {
+        "client grant"
+    } else {
+        "org grant"
+    };
+    let detail = format!("{department}; {released} held incidents released");
+    log(&mut tx, actor, action, &subject, Some(&detail), now).await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Takes a grant back. Incidents already opened stay where they are; new mail is held again.
+pub async fn revoke(
+    store: &Store,
+    actor: &str,
+    grantee: &Grantee,
+    department: &str,
+) -> Result<(), AdminError> {
+    let now = Timestamp::now();
+    let mut tx = store.begin().await?;
+    let (client, organisation, subject) = match grantee {
+        Grantee::Client(who) => {
+            let (id, email) = find_client(&mut tx, who)
+                .await?
+                .ok_or_else(|| no_client(who))?;
+            (Some(id), None, email)
+        }
+        Grantee::Organisation(name) => {
+            let (id, _) = organisation(&mut tx, name).await?;
+            (None, Some(id), name.clone())
+        }
+    };
+    let removed = on_tx!(&mut tx, conn => {
+        sqlx::query(
+            "DELETE FROM department_grants WHERE lower(department) = lower($1) \
+             AND coalesce(client_id, 0) = coalesce($2, 0) AND coalesce(organisation_id, 0) = coalesce($3, 0)",
+        )
+        .bind(department)
+        .bind(client)
+        .bind(organisation)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    });
+    if removed == 0 {
+        return Err(AdminError::Refused(format!(
+            "{subject} has no grant for {department}"
+        )));
+    }
+    let action = if client.is_some() {
+        "client revoke"
+    } else {
+        "org revoke"
+    };
+    log(&mut tx, actor, action, &subject, Some(department), now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// What `import_clients` did.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Imported {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{
-    ClientId, ClientPlan, Decision, Facts, Folder, IncidentId, NewClient, OrganisationId,
-    OrganisationPlan, Outcome,
+    ClientId, ClientPlan, Decision, Facts, Folder, HoldReason, IncidentId, NewClient,
+    OrganisationId, OrganisationPlan, Outcome,
 };
 use crate::message::{Inbound, Origin};
 use crate::on_tx;
@@ -55,6 +55,9 @@ pub async fn apply(
     match decision {
         Decision::Create {
             folder,
+            held_for,
+            department,
+            routed,
             client,
             acknowledge,
             ..
@@ -66,9 +69,13 @@ pub async fn apply(
                 tx,
                 hash_format,
                 (client_id, organisation_id),
-                *folder,
+                (*folder, *held_for),
+                Filing {
+                    department: department.as_deref(),
+                    routed: *routed,
+                    routes,
+                },
                 received,
-                routes,
                 now,
             )
             .await?;
@@ -296,44 +303,36 @@ async fn organisation_for(
     }
 }
 
+/// Where a new incident is filed: its department, and whether the organisation's routing
+/// chose it (then the mailbox serving that department takes the incident).
+struct Filing<'a> {
+    department: Option<&'a str>,
+    routed: bool,
+    routes: &'a BTreeMap<String, String>,
+}
+
 /// `owner`: the client and the organisation the incident is opened for.
 async fn create_incident(
     tx: &mut Tx,
     hash_format: &HashFormat,
     (client_id, organisation_id): (ClientId, OrganisationId),
-    folder: Folder,
+    (folder, held_for): (Folder, Option<HoldReason>),
+    filing: Filing<'_>,
     received: &Received<'_>,
-    routes: &BTreeMap<String, String>,
     now: Timestamp,
 ) -> Result<(IncidentId, String), StoreError> {
-    // An organisation may send its new incidents to one department, whatever mailbox the mail
-    // came to: the incident is filed under that department and its mailbox, so staff and the
-    // acknowledgement (From and Reply-To of that mailbox) follow it there.
-    let route: Option<String> = on_tx!(tx, conn => {
-        sqlx::query_scalar("SELECT route_department FROM organisations WHERE id = $1")
-            .bind(organisation_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .flatten()
-    });
-    let (mailbox, department) = match route {
-        Some(department) => {
-            let mailbox = routes.get(&department.to_lowercase()).cloned();
+    let held_reason = held_for.map(HoldReason::as_str);
+    let mailbox = match (filing.routed, filing.department) {
+        (true, Some(department)) => {
+            let mailbox = filing.routes.get(&department.to_lowercase()).cloned();
             if mailbox.is_none() {
                 tracing::warn!(%department, "organisation routes to a department no [[mailbox]] serves; the incident keeps its mailbox");
             }
-            (
-                mailbox.or_else(|| received.origin.mailbox.clone()),
-                Some(department),
-            )
+            mailbox.or_else(|| received.origin.mailbox.clone())
         }
-        None => (
-            received.origin.mailbox.clone(),
-            received.origin.department.clone(),
-        ),
+        _ => received.origin.mailbox.clone(),
     };
-    // The only reason the core holds mail today; the trigger on clients.approval releases it.
-    let held_reason = (folder == Folder::Held).then_some("pending_approval");
+    let department = filing.department;
     let subject = if received.inbound.subject.is_empty() {
         "(no subject)"
     } else {
@@ -352,7 +351,7 @@ async fn create_incident(
             .bind(client_id)
             .bind(organisation_id)
             .bind(&mailbox)
-            .bind(&department)
+            .bind(department)
             .bind(folder.as_str())
             .bind(held_reason)
             .bind(subject)

@@ -4,7 +4,8 @@
 
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{
-    Approval, ClientFacts, DOMAIN_CANDIDATES, Facts, IncidentFacts, Standing, domain_and_parents,
+    Approval, ClientFacts, DOMAIN_CANDIDATES, DepartmentFacts, Facts, IncidentFacts, Standing,
+    domain_and_parents,
 };
 use crate::message::Inbound;
 use crate::on_tx;
@@ -18,9 +19,13 @@ const MAX_THREAD_CANDIDATES: usize = 20;
 // The owner query binds exactly this many domains.
 const _: () = assert!(DOMAIN_CANDIDATES == 4);
 
+/// `received_department`: the department of the mailbox the message came to. `need_grants`:
+/// read department grants (only `department_access = "restricted"` uses them).
 pub async fn gather(
     tx: &mut Tx,
     inbound: &Inbound,
+    received_department: Option<&str>,
+    need_grants: bool,
     hash_format: &HashFormat,
 ) -> Result<Facts, StoreError> {
     let dedup_key = inbound.dedup_key();
@@ -114,6 +119,43 @@ pub async fn gather(
             });
         }
 
+        // The organisation whose routing and grants apply: the client's, else the one their
+        // domain places them in, else the default.
+        let organisation = client
+            .as_ref()
+            .map(|client| client.organisation)
+            .or(domain_owner)
+            .unwrap_or(default_organisation);
+        let route: Option<String> =
+            sqlx::query_scalar("SELECT route_department FROM organisations WHERE id = $1")
+                .bind(organisation)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+        let mut departments = DepartmentFacts {
+            received: received_department.map(str::to_string),
+            organisation: Some(organisation),
+            route,
+            ..DepartmentFacts::default()
+        };
+        if need_grants {
+            let grants: Vec<(String, bool)> = sqlx::query_as(
+                "SELECT lower(department), client_id IS NOT NULL FROM department_grants \
+                 WHERE organisation_id = $1 OR client_id = $2",
+            )
+            .bind(organisation)
+            .bind(client.as_ref().map(|client| client.id))
+            .fetch_all(&mut *conn)
+            .await?;
+            for (department, for_client) in grants {
+                if for_client {
+                    departments.client_grants.insert(department);
+                } else {
+                    departments.organisation_grants.insert(department);
+                }
+            }
+        }
+
         Ok(Facts {
             already_seen,
             client,
@@ -121,6 +163,7 @@ pub async fn gather(
             default_organisation,
             thread_by_header,
             thread_by_tag,
+            departments,
         })
     })
 }

@@ -22,6 +22,7 @@ mod client_cli;
 mod client_records;
 mod corpus;
 mod daemon;
+mod department_access;
 mod dovecot;
 mod harness;
 mod ingest_cli;
