@@ -13,7 +13,7 @@ pub enum IncidentCommand {
         /// Only this folder: inbox, spam or held.
         #[arg(long, value_parser = ["inbox", "spam", "held"])]
         folder: Option<String>,
-        /// Only this client's (by email).
+        /// Only this client's (by email, additional address or reference).
         #[arg(long)]
         client: Option<String>,
         /// Only this organisation's (by name).

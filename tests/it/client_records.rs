@@ -195,6 +195,9 @@ async fn references_are_unique_stable_and_never_reused(backend: Backend) {
     // Every command takes a reference; the incidents view shows it.
     let shown = json(&intake, &["client", "show", &references[0].to_lowercase()]);
     assert_eq!(shown["client"]["email"], "ann@contoso.com");
+    let listed = json(&intake, &["incident", "list", "--client", &references[1]]);
+    assert_eq!(listed[0]["client_email"], "bea@contoso.com");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
 
     // Export, import into a fresh database, export again: the same references.
     let exported = intake.run_ok(&["client", "export"], None);
