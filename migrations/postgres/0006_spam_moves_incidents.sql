@@ -20,9 +20,10 @@ AFTER UPDATE OF standing ON clients
 FOR EACH ROW WHEN (NEW.standing = 'spam' AND OLD.standing <> 'spam')
 EXECUTE FUNCTION clients_spam_moves_incidents();
 
--- Back to normal: each incident returns to its earlier folder; one held for approval goes to
--- the inbox if the client has been approved meanwhile; one that arrived while the client was
--- spam (no earlier folder) goes to the inbox.
+-- Back to normal (from spam, or from a ban that followed spam): each incident moved by the spam
+-- mark returns to its earlier folder; one held for approval goes to the inbox if the client has
+-- been approved meanwhile; one that arrived while the client was spam (no earlier folder) goes
+-- to the inbox. Lifting a plain ban moves nothing.
 CREATE FUNCTION clients_not_spam_restores_incidents() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE incidents
@@ -36,11 +37,12 @@ BEGIN
             THEN held_reason END,
         folder_before_spam = NULL,
         updated_at = now()
-    WHERE client_id = NEW.id AND folder = 'spam';
+    WHERE client_id = NEW.id AND folder = 'spam'
+      AND (OLD.standing = 'spam' OR folder_before_spam IS NOT NULL);
     RETURN NULL;
 END;
 $$;
 CREATE TRIGGER clients_not_spam_restores_incidents
 AFTER UPDATE OF standing ON clients
-FOR EACH ROW WHEN (OLD.standing = 'spam' AND NEW.standing = 'normal')
+FOR EACH ROW WHEN (OLD.standing <> 'normal' AND NEW.standing = 'normal')
 EXECUTE FUNCTION clients_not_spam_restores_incidents();

@@ -17,12 +17,13 @@ BEGIN
     WHERE client_id = NEW.id AND folder <> 'spam';
 END;
 
--- Back to normal: each incident returns to its earlier folder; one held for approval goes to
--- the inbox if the client has been approved meanwhile; one that arrived while the client was
--- spam (no earlier folder) goes to the inbox.
+-- Back to normal (from spam, or from a ban that followed spam): each incident moved by the spam
+-- mark returns to its earlier folder; one held for approval goes to the inbox if the client has
+-- been approved meanwhile; one that arrived while the client was spam (no earlier folder) goes
+-- to the inbox. Lifting a plain ban moves nothing.
 CREATE TRIGGER clients_not_spam_restores_incidents
 AFTER UPDATE OF standing ON clients
-WHEN OLD.standing = 'spam' AND NEW.standing = 'normal'
+WHEN OLD.standing <> 'normal' AND NEW.standing = 'normal'
 BEGIN
     UPDATE incidents
     SET folder = CASE
@@ -35,5 +36,6 @@ BEGIN
             THEN held_reason END,
         folder_before_spam = NULL,
         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-    WHERE client_id = NEW.id AND folder = 'spam';
+    WHERE client_id = NEW.id AND folder = 'spam'
+      AND (OLD.standing = 'spam' OR folder_before_spam IS NOT NULL);
 END;

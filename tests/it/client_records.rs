@@ -154,6 +154,13 @@ async fn spam_moves_incidents_out_and_back(backend: Backend) {
     assert_eq!(folder(&intake, backend, &first), "inbox");
     let shown = json(&intake, &["client", "show", "xena@contoso.com"]);
     assert_eq!(shown["client"]["approval"], "approved");
+
+    // Spam, then banned, then lifted: the incidents stay in spam while banned, then return.
+    intake.run_ok(&["client", "spam", "xena@contoso.com"], None);
+    intake.run_ok(&["client", "ban", "xena@contoso.com"], None);
+    assert_eq!(folder(&intake, backend, &first), "spam");
+    intake.run_ok(&["client", "unban", "xena@contoso.com"], None);
+    assert_eq!(folder(&intake, backend, &first), "inbox");
 }
 on_both_backends!(
     spam_moves_incidents_out_and_back,
