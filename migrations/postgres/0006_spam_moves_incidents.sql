@@ -46,3 +46,22 @@ CREATE TRIGGER clients_not_spam_restores_incidents
 AFTER UPDATE OF standing ON clients
 FOR EACH ROW WHEN (OLD.standing <> 'normal' AND NEW.standing = 'normal')
 EXECUTE FUNCTION clients_not_spam_restores_incidents();
+
+-- A ban remembers the standing it replaced, so lifting it (`intake client unban`) restores
+-- it: a client marked spam and then banned is spam again when unbanned.
+ALTER TABLE clients ADD COLUMN standing_before_ban TEXT
+    CHECK (standing_before_ban IN ('normal', 'spam'));
+
+CREATE FUNCTION clients_ban_remembers_standing() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.standing = 'banned' AND OLD.standing <> 'banned' THEN
+        NEW.standing_before_ban := OLD.standing;
+    ELSIF OLD.standing = 'banned' AND NEW.standing <> 'banned' THEN
+        NEW.standing_before_ban := NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER clients_ban_remembers_standing
+BEFORE UPDATE OF standing ON clients
+FOR EACH ROW EXECUTE FUNCTION clients_ban_remembers_standing();

@@ -39,3 +39,22 @@ BEGIN
     WHERE client_id = NEW.id AND folder = 'spam'
       AND (OLD.standing = 'spam' OR folder_before_spam IS NOT NULL);
 END;
+
+-- A ban remembers the standing it replaced, so lifting it (`intake client unban`) restores
+-- it: a client marked spam and then banned is spam again when unbanned.
+ALTER TABLE clients ADD COLUMN standing_before_ban TEXT
+    CHECK (standing_before_ban IN ('normal', 'spam'));
+
+CREATE TRIGGER clients_ban_remembers_standing
+AFTER UPDATE OF standing ON clients
+WHEN NEW.standing = 'banned' AND OLD.standing <> 'banned'
+BEGIN
+    UPDATE clients SET standing_before_ban = OLD.standing WHERE id = NEW.id;
+END;
+
+CREATE TRIGGER clients_unban_forgets_standing
+AFTER UPDATE OF standing ON clients
+WHEN OLD.standing = 'banned' AND NEW.standing <> 'banned'
+BEGIN
+    UPDATE clients SET standing_before_ban = NULL WHERE id = NEW.id;
+END;

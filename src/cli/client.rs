@@ -98,13 +98,14 @@ pub enum ClientCommand {
     Approve(Selection),
     /// Back to pending: their new mail is held until approved again.
     Disapprove(Selection),
-    /// Drop their future mail (kept in the audit trail); approval is kept for `unban`.
+    /// Drop their future mail (kept in the audit trail); existing incidents stay where they
+    /// are; approval and standing are kept for `unban`.
     Ban(Selection),
-    /// Lift a ban or spam flag: standing back to normal, approval as it was.
+    /// Lift a ban: approval and standing (normal, or spam) as they were before it.
     Unban(Selection),
-    /// Their new mail goes to the spam folder and they get no automatic mail.
+    /// Move all their incidents to the spam folder, file new mail there, send them nothing.
     Spam(Selection),
-    /// Same as `unban`: standing back to normal.
+    /// Standing back to normal: their incidents return to the folders they had.
     NotSpam(Selection),
     /// Remove clients with all their incidents and messages.
     Delete {
@@ -353,7 +354,10 @@ async fn execute(
             )
             .await?;
         }
-        ClientCommand::Unban(selection) | ClientCommand::NotSpam(selection) => {
+        ClientCommand::Unban(selection) => {
+            change(store, &actor, selection, ClientChange::Unban, output).await?;
+        }
+        ClientCommand::NotSpam(selection) => {
             change(
                 store,
                 &actor,

@@ -172,6 +172,8 @@ pub enum Targets {
 pub enum ClientChange {
     Approval(Approval),
     Standing(Standing),
+    /// Lift a ban: back to the standing the client had before it (normal or spam).
+    Unban,
 }
 
 impl ClientChange {
@@ -181,7 +183,8 @@ impl ClientChange {
             ClientChange::Approval(Approval::Pending) => "client disapprove",
             ClientChange::Standing(Standing::Banned) => "client ban",
             ClientChange::Standing(Standing::Spam) => "client spam",
-            ClientChange::Standing(Standing::Normal) => "client unban",
+            ClientChange::Standing(Standing::Normal) => "client not-spam",
+            ClientChange::Unban => "client unban",
         }
     }
 }
@@ -207,7 +210,7 @@ pub async fn change_clients(
     let found = resolve_targets(&mut tx, targets).await?;
     let mut changed = Vec::with_capacity(found.len());
     for (id, email) in found {
-        let (before, after): (String, &str) = on_tx!(&mut tx, conn => match change {
+        let (before, after): (String, String) = on_tx!(&mut tx, conn => match change {
             ClientChange::Approval(approval) => {
                 let before: String =
                     sqlx::query_scalar("SELECT approval FROM clients WHERE id = $1")
@@ -223,7 +226,7 @@ pub async fn change_clients(
                 .bind(id)
                 .execute(&mut *conn)
                 .await?;
-                (before, approval.as_str())
+                (before, approval.as_str().to_string())
             }
             ClientChange::Standing(standing) => {
                 let before: String =
@@ -240,7 +243,28 @@ pub async fn change_clients(
                 .bind(id)
                 .execute(&mut *conn)
                 .await?;
-                (before, standing.as_str())
+                (before, standing.as_str().to_string())
+            }
+            ClientChange::Unban => {
+                let before: String =
+                    sqlx::query_scalar("SELECT standing FROM clients WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                sqlx::query(
+                    "UPDATE clients SET standing = coalesce(standing_before_ban, 'normal'), \
+                     updated_at = $1 WHERE id = $2 AND standing = 'banned'",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                let after: String =
+                    sqlx::query_scalar("SELECT standing FROM clients WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                (before, after)
             }
         });
         if before != after {

@@ -155,11 +155,19 @@ async fn spam_moves_incidents_out_and_back(backend: Backend) {
     let shown = json(&intake, &["client", "show", "xena@contoso.com"]);
     assert_eq!(shown["client"]["approval"], "approved");
 
-    // Spam, then banned, then lifted: the incidents stay in spam while banned, then return.
+    // Spam, then banned: unban restores spam (incidents stay there); not-spam brings them
+    // back. A ban lifted in a viewer (standing set to normal) brings them back too.
     intake.run_ok(&["client", "spam", "xena@contoso.com"], None);
     intake.run_ok(&["client", "ban", "xena@contoso.com"], None);
     assert_eq!(folder(&intake, backend, &first), "spam");
-    intake.run_ok(&["client", "unban", "xena@contoso.com"], None);
+    let unbanned = json(&intake, &["client", "unban", "xena@contoso.com"]);
+    assert_eq!(unbanned[0]["after"], "spam");
+    assert_eq!(folder(&intake, backend, &first), "spam");
+    intake.run_ok(&["client", "not-spam", "xena@contoso.com"], None);
+    assert_eq!(folder(&intake, backend, &first), "inbox");
+    intake.run_ok(&["client", "spam", "xena@contoso.com"], None);
+    intake.run_ok(&["client", "ban", "xena@contoso.com"], None);
+    update("UPDATE clients SET standing = 'normal' WHERE email = 'xena@contoso.com'");
     assert_eq!(folder(&intake, backend, &first), "inbox");
 }
 on_both_backends!(
