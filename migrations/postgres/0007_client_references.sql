@@ -28,6 +28,20 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+-- A client inserted in a viewer without a reference gets one: C-0 and the number of
+-- references issued so far (intake's own are drawn at random and never start with 0).
+-- Named to fire before the check below (PostgreSQL fires BEFORE triggers by name).
+CREATE FUNCTION clients_reference_assigned() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.reference := 'C-0' || (SELECT count(*) + 1 FROM client_references);
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER clients_reference_assigned
+BEFORE INSERT ON clients
+FOR EACH ROW WHEN (NEW.reference IS NULL)
+EXECUTE FUNCTION clients_reference_assigned();
+
 CREATE TRIGGER clients_reference_never_reused_on_insert
 BEFORE INSERT ON clients
 FOR EACH ROW WHEN (NEW.reference IS NOT NULL)

@@ -28,6 +28,14 @@ AFTER INSERT ON clients WHEN NEW.reference IS NOT NULL
 BEGIN
     INSERT INTO client_references (reference) VALUES (NEW.reference);
 END;
+-- A client inserted in a viewer without a reference gets one: C-0 and the number of
+-- references issued so far (intake's own are drawn at random and never start with 0).
+CREATE TRIGGER clients_reference_assigned
+AFTER INSERT ON clients WHEN NEW.reference IS NULL
+BEGIN
+    UPDATE clients SET reference = 'C-0' || (SELECT count(*) + 1 FROM client_references)
+    WHERE id = NEW.id;
+END;
 CREATE TRIGGER clients_reference_never_reused_on_update
 BEFORE UPDATE OF reference ON clients
 WHEN NEW.reference IS NOT OLD.reference

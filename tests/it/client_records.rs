@@ -272,6 +272,30 @@ async fn references_are_unique_stable_and_never_reused(backend: Backend) {
         ),
     );
     assert!(stderr.contains("never reused"), "{stderr}");
+    // A client added in a viewer gets a reference too.
+    query(
+        &intake,
+        backend,
+        "INSERT INTO clients (email, organisation_id) \
+         SELECT 'viewer@contoso.com', id FROM organisations WHERE is_default",
+    );
+    let added = query(
+        &intake,
+        backend,
+        "SELECT reference FROM clients WHERE email = 'viewer@contoso.com'",
+    );
+    assert!(added[0].starts_with("C-0"), "{added:?}");
+    assert_eq!(
+        query(
+            &intake,
+            backend,
+            &format!(
+                "SELECT count(*) FROM client_references WHERE reference = '{}'",
+                added[0]
+            )
+        ),
+        vec!["1"]
+    );
     // A row naming another client's reference is a bad row.
     let bad = intake.path("bad.csv");
     std::fs::write(
