@@ -324,58 +324,22 @@ async fn execute(
                 );
             }
         }
-        ClientCommand::Approve(selection) => {
-            change(
-                store,
-                &actor,
-                selection,
-                ClientChange::Approval(Approval::Approved),
-                output,
-            )
-            .await?;
-        }
-        ClientCommand::Disapprove(selection) => {
-            change(
-                store,
-                &actor,
-                selection,
-                ClientChange::Approval(Approval::Pending),
-                output,
-            )
-            .await?;
-        }
-        ClientCommand::Ban(selection) => {
-            change(
-                store,
-                &actor,
-                selection,
-                ClientChange::Standing(Standing::Banned),
-                output,
-            )
-            .await?;
-        }
-        ClientCommand::Unban(selection) => {
-            change(store, &actor, selection, ClientChange::Unban, output).await?;
-        }
-        ClientCommand::NotSpam(selection) => {
-            change(
-                store,
-                &actor,
-                selection,
-                ClientChange::Standing(Standing::Normal),
-                output,
-            )
-            .await?;
-        }
-        ClientCommand::Spam(selection) => {
-            change(
-                store,
-                &actor,
-                selection,
-                ClientChange::Standing(Standing::Spam),
-                output,
-            )
-            .await?;
+        ClientCommand::Approve(selection)
+        | ClientCommand::Disapprove(selection)
+        | ClientCommand::Ban(selection)
+        | ClientCommand::Unban(selection)
+        | ClientCommand::Spam(selection)
+        | ClientCommand::NotSpam(selection) => {
+            let what = match command {
+                ClientCommand::Approve(_) => ClientChange::Approval(Approval::Approved),
+                ClientCommand::Disapprove(_) => ClientChange::Approval(Approval::Pending),
+                ClientCommand::Ban(_) => ClientChange::Standing(Standing::Banned),
+                ClientCommand::Spam(_) => ClientChange::Standing(Standing::Spam),
+                ClientCommand::NotSpam(_) => ClientChange::Standing(Standing::Normal),
+                // Unban: the only other command this arm takes.
+                _ => ClientChange::Unban,
+            };
+            change(store, &actor, selection, what, output).await?;
         }
         ClientCommand::Delete { selection, yes } => {
             let emails = match selection.targets() {

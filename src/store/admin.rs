@@ -658,6 +658,23 @@ pub enum Grantee {
     Organisation(String),
 }
 
+/// (client id, organisation id, name for the log): exactly one of the ids is set.
+async fn resolve_grantee(
+    tx: &mut Tx,
+    grantee: &Grantee,
+) -> Result<(Option<i64>, Option<i64>, String), AdminError> {
+    Ok(match grantee {
+        Grantee::Client(who) => {
+            let (id, email) = find_client(tx, who).await?.ok_or_else(|| no_client(who))?;
+            (Some(id), None, email)
+        }
+        Grantee::Organisation(name) => {
+            let (id, _) = organisation(tx, name).await?;
+            (None, Some(id), name.clone())
+        }
+    })
+}
+
 /// Lets a client or an organisation open incidents in `department` (with
 /// `department_access = "restricted"`); what was held for it is released by the trigger.
 /// Returns how many incidents were released.
@@ -669,18 +686,7 @@ pub async fn grant(
 ) -> Result<i64, AdminError> {
     let now = Timestamp::now();
     let mut tx = store.begin().await?;
-    let (client, organisation, subject) = match grantee {
-        Grantee::Client(who) => {
-            let (id, email) = find_client(&mut tx, who)
-                .await?
-                .ok_or_else(|| no_client(who))?;
-            (Some(id), None, email)
-        }
-        Grantee::Organisation(name) => {
-            let (id, _) = organisation(&mut tx, name).await?;
-            (None, Some(id), name.clone())
-        }
-    };
+    let (client, organisation, subject) = resolve_grantee(&mut tx, grantee).await?;
     let released = on_tx!(&mut tx, conn => {
         let exists: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM department_grants WHERE lower(department) = lower($1) \
@@ -738,18 +744,7 @@ pub async fn revoke(
 ) -> Result<(), AdminError> {
     let now = Timestamp::now();
     let mut tx = store.begin().await?;
-    let (client, organisation, subject) = match grantee {
-        Grantee::Client(who) => {
-            let (id, email) = find_client(&mut tx, who)
-                .await?
-                .ok_or_else(|| no_client(who))?;
-            (Some(id), None, email)
-        }
-        Grantee::Organisation(name) => {
-            let (id, _) = organisation(&mut tx, name).await?;
-            (None, Some(id), name.clone())
-        }
-    };
+    let (client, organisation, subject) = resolve_grantee(&mut tx, grantee).await?;
     let removed = on_tx!(&mut tx, conn => {
         sqlx::query(
             "DELETE FROM department_grants WHERE lower(department) = lower($1) \
