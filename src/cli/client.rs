@@ -697,6 +697,11 @@ async fn validate(
                 if !seen.insert(email.to_lowercase()) {
                     reasons.push(format!("{email} appears twice in the file"));
                 }
+                if let Some(owner) = admin::additional_address_owner(store, &email).await? {
+                    reasons.push(format!(
+                        "{email} is an additional address of {owner}, not a client of its own"
+                    ));
+                }
                 email
             }
             Err(reason) => {

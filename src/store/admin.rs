@@ -632,6 +632,22 @@ pub async fn send_template(
     Ok((email, row))
 }
 
+/// The client whose additional address `address` is, if any.
+pub async fn additional_address_owner(
+    store: &Store,
+    address: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(on_pool!(store, pool => {
+        sqlx::query_scalar(
+            "SELECT c.email FROM client_addresses a JOIN clients c ON c.id = a.client_id \
+             WHERE a.address = lower($1)",
+        )
+        .bind(address)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
 /// Who holds a reference: `None` when it was never issued, `Some(None)` when its client is
 /// gone (it stays retired), `Some(Some(email))` otherwise.
 pub async fn reference_holder(

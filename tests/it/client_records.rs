@@ -389,6 +389,13 @@ async fn additional_addresses_and_merge_as_address(backend: Backend) {
     );
     assert!(stderr.contains("--as-address"), "{stderr}");
     refused(&intake, &["client", "add", "ada@home.example"]);
+    let csv = intake.path("clash.csv");
+    std::fs::write(&csv, "email\nada@home.example\n").expect("writing the CSV");
+    let stderr = refused(&intake, &["client", "import", csv.to_str().expect("utf-8")]);
+    assert!(
+        stderr.contains("line 2: ada@home.example is an additional address of ada@contoso.com"),
+        "{stderr}"
+    );
     sql_fails(
         &intake,
         backend,
