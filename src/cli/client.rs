@@ -262,7 +262,11 @@ async fn execute(
                 ("Note", client.note.clone().unwrap_or_default()),
             ] {
                 if !value.is_empty() {
-                    println!("{:<13} {value}", format!("{label}:"));
+                    println!(
+                        "{:<13} {}",
+                        format!("{label}:"),
+                        super::terminal_safe(&value)
+                    );
                 }
             }
             println!();
@@ -530,7 +534,7 @@ async fn show_one(store: &Store, email: &str, output: Output) -> anyhow::Result<
         return super::print_json(&client);
     }
     if let Some(client) = client {
-        println!(
+        let line = format!(
             "{} ({}): {}, {}{}",
             client.email,
             client.reference.as_deref().unwrap_or("-"),
@@ -541,6 +545,7 @@ async fn show_one(store: &Store, email: &str, output: Output) -> anyhow::Result<
                 .map(|note| format!("; note: {note}"))
                 .unwrap_or_default()
         );
+        println!("{}", super::terminal_safe(&line));
     }
     Ok(())
 }

@@ -125,7 +125,11 @@ async fn execute(
                 ("Mailbox", incident.mailbox.unwrap_or_default()),
                 ("Opened", incident.created_at.to_iso()),
             ] {
-                println!("{:<13} {value}", format!("{label}:"));
+                println!(
+                    "{:<13} {}",
+                    format!("{label}:"),
+                    super::terminal_safe(&value)
+                );
             }
             println!();
             let table: Vec<[String; 5]> = messages

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use unicode_width::UnicodeWidthStr;
 
 use crate::config::{DEFAULT_CONFIG_PATH, Settings};
 use crate::store::Store;
@@ -122,27 +123,41 @@ pub async fn open_store(settings: &Settings, migrations: Migrations) -> anyhow::
 
 /// Left-aligned columns, the last one unpadded.
 pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = headers.map(|header| header.chars().count());
-    for row in rows {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.clone().map(|cell| terminal_safe(&cell)))
+        .collect();
+    let mut widths = headers.map(|header| header.width());
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(cell.width());
         }
     }
     let line = |cells: Vec<&str>| {
         let mut text = String::new();
         for (index, cell) in cells.iter().enumerate() {
-            if index + 1 == N {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[index]));
+            text.push_str(cell);
+            if index + 1 < N {
+                // Padding by display width: a CJK character takes two columns.
+                let pad = widths[index].saturating_sub(cell.width()) + 2;
+                text.push_str(&" ".repeat(pad));
             }
         }
         println!("{}", text.trim_end());
     };
     line(headers.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// Text from mail (a subject, a name) as a terminal may show it: control characters,
+/// escape sequences among them, become U+FFFD, so a message cannot drive the operator's
+/// terminal.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// A department as the configuration spells it, when a `[[mailbox]]` serves it; otherwise as
@@ -195,4 +210,19 @@ pub async fn grant_or_revoke(
         println!("{who} no longer has access to {department}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_mail_cannot_drive_the_terminal() {
+        assert_eq!(
+            terminal_safe("Invoice\u{1b}]0;pwned\u{7}\r\nnext"),
+            "Invoice\u{FFFD}]0;pwned\u{FFFD}\u{FFFD}\u{FFFD}next"
+        );
+        assert_eq!(terminal_safe("山田 Ünïcode"), "山田 Ünïcode");
+        assert_eq!("山田".width(), 4);
+    }
 }

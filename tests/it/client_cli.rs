@@ -566,3 +566,47 @@ async fn add_and_show_a_client(backend: Backend) {
     assert!(!missing.status.success());
 }
 on_both_backends!(add_and_show_a_client, add_and_show_a_client);
+
+/// A subject or name with escape sequences (RFC 2047 can carry any byte) reaches the
+/// operator's terminal as U+FFFD, never as a control sequence; tables stay aligned for wide
+/// characters.
+#[tokio::test]
+async fn tables_show_text_from_mail_safely() {
+    let intake = Intake::new(Backend::Sqlite, "").await;
+    let raw = "From: =?utf-8?q?Mallory=1B]0;owned=07?= <m@evil.example>\r\nTo: support@example.com\r\n\
+               Subject: =?utf-8?q?Invoice=1B[2J?=\r\nMessage-ID: <esc@evil.example>\r\n\r\nHi.\r\n";
+    intake.run_ok(&["ingest"], Some(raw.as_bytes()));
+    ingest(
+        &intake,
+        "山田 <yamada@contoso.jp>",
+        "こんにちは",
+        "jp@contoso.jp",
+    );
+    for args in [
+        &["incident", "list"][..],
+        &["client", "list"][..],
+        &["client", "show", "m@evil.example"][..],
+        &["log"][..],
+    ] {
+        let out = intake.run_ok(args, None);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.contains('\u{FFFD}'), "{args:?}: {out}");
+    }
+    let listing = intake.run_ok(&["client", "list"], None);
+    let columns: Vec<usize> = listing
+        .lines()
+        .map(|line| {
+            use unicode_width::UnicodeWidthStr;
+            let end = line.find("approved").or_else(|| line.find("APPROVAL"));
+            end.map(|end| line[..end].width()).unwrap_or(0)
+        })
+        .filter(|column| *column > 0)
+        .collect();
+    assert!(
+        columns.len() == 3 && columns.windows(2).all(|pair| pair[0] == pair[1]),
+        "{listing}"
+    );
+}
