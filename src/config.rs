@@ -88,6 +88,17 @@ pub enum DepartmentAccess {
     Restricted,
 }
 
+/// How intake proves who it is to an IMAP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapAuth {
+    /// IMAP LOGIN with the username and password.
+    Password,
+    /// SASL XOAUTH2 (Gmail, Microsoft 365): the password source holds an OAuth 2.0 access
+    /// token, read again at each connection so that a refresher can keep it current.
+    Xoauth2,
+}
+
 /// How a connection to a mail server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -198,6 +209,7 @@ pub struct MailboxSettings {
     pub port: u16,
     pub security: Security,
     pub username: String,
+    pub auth: ImapAuth,
     pub password: PasswordSource,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -428,6 +440,7 @@ struct RawMailbox {
     port: Option<i64>,
     security: Option<Security>,
     username: String,
+    auth: Option<ImapAuth>,
     password: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
@@ -846,6 +859,7 @@ impl RawMailbox {
             port,
             security,
             username: self.username,
+            auth: self.auth.unwrap_or(ImapAuth::Password),
             password,
             ca_file: self.ca_file,
             folders,

@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AfterIngest, MailboxSettings, Security};
+use crate::config::{AfterIngest, ImapAuth, MailboxSettings, Security};
 use crate::message::Origin;
 use crate::pipeline::Pipeline;
 use crate::store::StoreError;
@@ -615,24 +615,64 @@ pub async fn connect(mailbox: &MailboxSettings) -> Result<ImapSession, ImapError
             client
         }
     };
+    let what = match mailbox.auth {
+        ImapAuth::Password => "password",
+        ImapAuth::Xoauth2 => "OAuth 2.0 token",
+    };
     let password = mailbox.password.read().map_err(|error| {
-        ImapError::Local(format!(
-            "the password for mailbox {}: {error}",
-            mailbox.name
-        ))
+        ImapError::Local(format!("the {what} for mailbox {}: {error}", mailbox.name))
     })?;
-    match tokio::time::timeout(
-        COMMAND_TIMEOUT,
-        client.login(&mailbox.username, password.expose()),
-    )
-    .await
-    {
+    let (command, result) = match mailbox.auth {
+        ImapAuth::Password => (
+            "LOGIN",
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                client.login(&mailbox.username, password.expose()),
+            )
+            .await,
+        ),
+        ImapAuth::Xoauth2 => (
+            "AUTHENTICATE XOAUTH2",
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                client.authenticate(
+                    "XOAUTH2",
+                    Xoauth2::new(&mailbox.username, password.expose()),
+                ),
+            )
+            .await,
+        ),
+    };
+    match result {
         Ok(Ok(session)) => Ok(session),
         Ok(Err((error, _))) => Err(ImapError::Login(format!(
-            "{} at {address}: {error}",
+            "{} at {address} ({command}): {error}",
             mailbox.username
         ))),
-        Err(_) => Err(ImapError::Timeout(COMMAND_TIMEOUT, "LOGIN")),
+        Err(_) => Err(ImapError::Timeout(COMMAND_TIMEOUT, command)),
+    }
+}
+
+/// The SASL XOAUTH2 client (Google's and Microsoft's IMAP): one initial response,
+/// `user=NAME^Aauth=Bearer TOKEN^A^A`. A server that refuses the token sends its reason as a
+/// challenge first; the empty answer lets it finish with NO, which `authenticate` reports.
+struct Xoauth2 {
+    response: Option<String>,
+}
+
+impl Xoauth2 {
+    fn new(user: &str, token: &str) -> Xoauth2 {
+        Xoauth2 {
+            response: Some(format!("user={user}\x01auth=Bearer {token}\x01\x01")),
+        }
+    }
+}
+
+impl async_imap::Authenticator for Xoauth2 {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.response.take().unwrap_or_default()
     }
 }
 
@@ -799,6 +839,17 @@ mod tests {
             "{error}"
         );
         server.await.expect("server task");
+    }
+
+    #[test]
+    fn xoauth2_sends_one_initial_response_then_an_empty_one() {
+        use async_imap::Authenticator;
+        let mut sasl = Xoauth2::new("support@example.com", "ya29.token");
+        assert_eq!(
+            sasl.process(b""),
+            "user=support@example.com\u{1}auth=Bearer ya29.token\u{1}\u{1}"
+        );
+        assert_eq!(sasl.process(b"{\"status\":\"401\"}"), "");
     }
 
     #[test]

@@ -725,3 +725,56 @@ async fn systemd_notify_protocol() {
     }
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
 }
+
+/// SASL XOAUTH2, as Gmail and Microsoft 365 want it, against Dovecot's XOAUTH2 mechanism
+/// (which checks the bearer token as it would a password). The token file is read again at
+/// each connection: a refreshed token is picked up without a restart.
+#[tokio::test]
+async fn xoauth2_login_and_a_refreshed_token_file() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD), ("sales", "fresh-token")]);
+    let intake = Intake::custom(Backend::Sqlite, "").await;
+    let token = intake.path("sales.token");
+    std::fs::write(&token, "expired-token\n").expect("the token file");
+    intake.write_config(&format!(
+        "{}[[mailbox]]\nname = \"sales\"\naddress = \"sales@example.com\"\nhost = \"127.0.0.1\"\n\
+         port = {}\nsecurity = \"plain\"\nusername = \"sales\"\nauth = \"xoauth2\"\n\
+         password_file = \"{}\"\nidle = false\npoll_interval = \"1s\"\n",
+        mailbox("support", dovecot.imap_port, "auth = \"xoauth2\""),
+        dovecot.imap_port,
+        token.display()
+    ));
+    dovecot.deliver("support", "INBOX", &mail(1, "a@contoso.com"));
+    dovecot.deliver("sales", "INBOX", &mail(2, "b@contoso.com"));
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    let store = intake.store().await;
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents WHERE mailbox = 'support'",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for_folder_error(
+        &store,
+        "sales",
+        &["AUTHENTICATE XOAUTH2"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let log = daemon.log_text();
+    assert!(
+        !log.contains("expired-token"),
+        "the token is never logged:\n{log}"
+    );
+
+    std::fs::write(&token, "fresh-token\n").expect("the refreshed token");
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents WHERE mailbox = 'sales'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    drop(daemon);
+    store.close().await;
+}
