@@ -48,19 +48,26 @@ pub async fn gather(
 
     on_tx!(tx, conn => {
         // One round trip for the single-row facts: on PostgreSQL each statement costs one.
-        type Row = (bool, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<String>, Option<i64>);
-        let (already_seen, default_organisation, client_id, client_organisation, approval, standing, domain_owner): Row =
+        // The client is found by main email or additional address; the domain owner by the
+        // nearest owned domain (a disabled owner places in the default); the routing is that of
+        // the client's organisation, else the owner's, else the default's.
+        type Row = (bool, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<String>, Option<i64>, Option<String>);
+        let (already_seen, default_organisation, client_id, client_organisation, approval, standing, domain_owner, route): Row =
             sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1), \
-                 (SELECT id FROM organisations WHERE is_default), \
-                 c.id, c.organisation_id, c.approval, c.standing, \
-                 (SELECT CASE WHEN o.status = 'enabled' THEN o.id \
-                         ELSE (SELECT id FROM organisations WHERE is_default) END \
-                  FROM organisation_domains d JOIN organisations o ON o.id = d.organisation_id \
-                  WHERE d.domain IN ($3, $4, $5, $6) ORDER BY length(d.domain) DESC LIMIT 1) \
-                 FROM (SELECT 1 AS one) AS one LEFT JOIN clients c ON c.id = coalesce( \
-                   (SELECT id FROM clients WHERE lower(email) = $2), \
-                   (SELECT client_id FROM client_addresses WHERE address = $2))",
+                "WITH def AS (SELECT id FROM organisations WHERE is_default), \
+                 owner AS (SELECT CASE WHEN o.status = 'enabled' THEN o.id \
+                                  ELSE (SELECT id FROM def) END AS id \
+                   FROM organisation_domains d JOIN organisations o ON o.id = d.organisation_id \
+                   WHERE d.domain IN ($3, $4, $5, $6) ORDER BY length(d.domain) DESC LIMIT 1), \
+                 sender AS (SELECT c.id, c.organisation_id, c.approval, c.standing FROM clients c \
+                   WHERE c.id = coalesce((SELECT id FROM clients WHERE lower(email) = $2), \
+                     (SELECT client_id FROM client_addresses WHERE address = $2))) \
+                 SELECT EXISTS (SELECT 1 FROM messages WHERE dedup_key = $1), \
+                 (SELECT id FROM def), s.id, s.organisation_id, s.approval, s.standing, \
+                 (SELECT id FROM owner), \
+                 (SELECT route_department FROM organisations WHERE id = \
+                    coalesce(s.organisation_id, (SELECT id FROM owner), (SELECT id FROM def))) \
+                 FROM (SELECT 1 AS one) AS one LEFT JOIN sender s ON true",
             )
             .bind(&dedup_key)
             .bind(&sender)
@@ -126,12 +133,6 @@ pub async fn gather(
             .map(|client| client.organisation)
             .or(domain_owner)
             .unwrap_or(default_organisation);
-        let route: Option<String> =
-            sqlx::query_scalar("SELECT route_department FROM organisations WHERE id = $1")
-                .bind(organisation)
-                .fetch_optional(&mut *conn)
-                .await?
-                .flatten();
         let mut departments = DepartmentFacts {
             received: received_department.map(str::to_string),
             organisation: Some(organisation),
