@@ -290,6 +290,7 @@ async fn execute(
             let entry = ClientEntry {
                 email: valid_email(email).map_err(AdminError::Refused)?,
                 reference,
+                other_addresses: None,
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
                 organisation: org.clone(),
@@ -590,7 +591,7 @@ fn confirm(emails: &[String]) -> anyhow::Result<bool> {
 }
 
 /// The CSV columns, in order; the header row names them.
-const CSV_HEADER: [&str; 7] = [
+const CSV_HEADER: [&str; 8] = [
     "email",
     "first_name",
     "last_name",
@@ -598,6 +599,7 @@ const CSV_HEADER: [&str; 7] = [
     "approval",
     "standing",
     "reference",
+    "other_addresses",
 ];
 
 /// A CSV record as read, before validation.
@@ -616,6 +618,9 @@ struct CsvRow {
     standing: String,
     #[serde(default)]
     reference: String,
+    /// Additional addresses separated by `;`, `,` or spaces.
+    #[serde(default)]
+    other_addresses: String,
 }
 
 /// Every record with its line number. Column names are matched without regard to case,
@@ -648,13 +653,17 @@ fn read_csv_file(path: &Path) -> anyhow::Result<Vec<(usize, CsvRow)>> {
     let headers = csv::StringRecord::from(headers);
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|error| {
+        let mut record = record.map_err(|error| {
             let line = error
                 .position()
                 .map(|position| position.line())
                 .unwrap_or(0);
             anyhow::anyhow!("{}: line {line}: {error}", path.display())
         })?;
+        // Spreadsheets leave trailing empty cells out: a short row has them empty.
+        while record.len() < headers.len() {
+            record.push_field("");
+        }
         let line = record
             .position()
             .map(|position| position.line())
@@ -766,10 +775,41 @@ async fn validate(
                 }
             },
         };
+        let other_addresses = if row.other_addresses.trim().is_empty() {
+            None
+        } else {
+            let mut addresses = Vec::new();
+            for text in row
+                .other_addresses
+                .split([';', ',', ' ', '\t'])
+                .filter(|text| !text.is_empty())
+            {
+                let address = match valid_email(text) {
+                    Ok(address) => address.to_lowercase(),
+                    Err(reason) => {
+                        reasons.push(reason);
+                        continue;
+                    }
+                };
+                if !seen.insert(address.clone()) {
+                    reasons.push(format!("{address} appears twice in the file"));
+                    continue;
+                }
+                if admin::client(store, &address)
+                    .await?
+                    .is_some_and(|owner| !owner.email.eq_ignore_ascii_case(&email))
+                {
+                    reasons.push(format!("{address} already belongs to another client"));
+                }
+                addresses.push(address);
+            }
+            Some(addresses)
+        };
         if reasons.is_empty() {
             entries.push(ClientEntry {
                 email,
                 reference,
+                other_addresses,
                 first_name: non_empty(&row.first_name),
                 last_name: non_empty(&row.last_name),
                 organisation,
@@ -838,6 +878,11 @@ fn write_csv(writer: impl Write, entries: &[ClientEntry]) -> anyhow::Result<()> 
             entry.approval.map(Approval::as_str).unwrap_or(""),
             entry.standing.map(Standing::as_str).unwrap_or(""),
             entry.reference.as_deref().unwrap_or(""),
+            &entry
+                .other_addresses
+                .as_deref()
+                .unwrap_or_default()
+                .join("; "),
         ])?;
     }
     csv.flush()?;

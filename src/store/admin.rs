@@ -104,6 +104,8 @@ pub struct ClientEntry {
     pub email: String,
     /// Drawn at random when a new client has none.
     pub reference: Option<String>,
+    /// Additional addresses, lower-cased; `None` keeps an existing client's as they are.
+    pub other_addresses: Option<Vec<String>>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     /// An organisation's name; none places the client by their email's domain.
@@ -807,11 +809,11 @@ pub async fn import_clients(
     let mut tx = store.begin().await?;
     let mut imported = Imported::default();
     for entry in entries {
-        match client_by_email(&mut tx, &entry.email).await? {
+        let id = match client_by_email(&mut tx, &entry.email).await? {
             None => {
                 let organisation = placement(&mut tx, entry).await?;
-                insert_client(&mut tx, entry, organisation, now).await?;
                 imported.added += 1;
+                insert_client(&mut tx, entry, organisation, now).await?
             }
             Some(id) => {
                 let organisation = match &entry.organisation {
@@ -841,7 +843,11 @@ pub async fn import_clients(
                     .await?;
                 });
                 imported.updated += 1;
+                id
             }
+        };
+        if let Some(addresses) = &entry.other_addresses {
+            set_addresses(&mut tx, id, addresses, now).await?;
         }
     }
     let detail = format!(
@@ -863,12 +869,12 @@ pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreErro
         String,
         String,
         Option<String>,
+        Option<String>,
     );
     let rows: Vec<Row> = on_pool!(store, pool => {
         sqlx::query_as(
-            "SELECT c.email, c.first_name, c.last_name, o.name, c.approval, c.standing, c.reference \
-             FROM clients c JOIN organisations o ON o.id = c.organisation_id \
-             ORDER BY lower(c.email)",
+            "SELECT email, first_name, last_name, organisation, approval, standing, reference, \
+             other_addresses FROM client_overview ORDER BY lower(email)",
         )
         .fetch_all(pool)
         .await?
@@ -876,10 +882,22 @@ pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreErro
     Ok(rows
         .into_iter()
         .map(
-            |(email, first_name, last_name, organisation, approval, standing, reference)| {
+            |(
+                email,
+                first_name,
+                last_name,
+                organisation,
+                approval,
+                standing,
+                reference,
+                others,
+            )| {
                 ClientEntry {
                     email,
                     reference,
+                    // The view joins them with ", ".
+                    other_addresses: others
+                        .map(|others| others.split(", ").map(str::to_string).collect::<Vec<_>>()),
                     first_name,
                     last_name,
                     organisation: Some(organisation),
@@ -1384,6 +1402,40 @@ async fn refuse_issued(
             "the reference {reference} was issued before: references are never reused"
         ))),
     }
+}
+
+/// Makes `addresses` exactly the client's additional addresses; those kept keep their
+/// `created_at`.
+async fn set_addresses(
+    tx: &mut Tx,
+    client: i64,
+    addresses: &[String],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    on_tx!(tx, conn => {
+        let current: Vec<String> =
+            sqlx::query_scalar("SELECT address FROM client_addresses WHERE client_id = $1")
+                .bind(client)
+                .fetch_all(&mut *conn)
+                .await?;
+        for gone in current.iter().filter(|address| !addresses.contains(address)) {
+            sqlx::query("DELETE FROM client_addresses WHERE address = $1")
+                .bind(gone)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for new in addresses.iter().filter(|address| !current.contains(address)) {
+            sqlx::query(
+                "INSERT INTO client_addresses (address, client_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(new)
+            .bind(client)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    });
+    Ok(())
 }
 
 /// The client whose additional address this is.

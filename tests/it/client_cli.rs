@@ -50,12 +50,13 @@ async fn import_checks_every_row_first(backend: Backend) {
     let bad = intake.path("bad.csv");
     std::fs::write(
         &bad,
-        "Email,First Name,Last Name,Organisation,Approval,Standing\n\
+        "Email,First Name,Last Name,Organisation,Approval,Standing,Reference,Other Addresses\n\
          ada@contoso.com,Ada,Lovelace,Contoso,approved,normal\n\
          not-an-address,X,,,,\n\
          bob@contoso.com,Bob,,Nowhere Ltd,approved,normal\n\
          cy@contoso.com,Cy,,Contoso,maybe,normal\n\
-         ADA@contoso.com,Ada,Again,Contoso,approved,normal\n",
+         ADA@contoso.com,Ada,Again,Contoso,approved,normal\n\
+         dee@contoso.com,Dee,,Contoso,approved,normal,,dee@home.example;not-an-address\n",
     )
     .expect("writing the CSV");
     let stderr = refused(
@@ -67,6 +68,7 @@ async fn import_checks_every_row_first(backend: Backend) {
         "line 4: no organisation named \"Nowhere Ltd\"",
         "line 5: approval \"maybe\"",
         "line 6:",
+        "line 7: \"not-an-address\" is not an email address",
         "nothing imported",
     ] {
         assert!(
@@ -78,9 +80,9 @@ async fn import_checks_every_row_first(backend: Backend) {
 
     // A good file with quoting a spreadsheet produces, then export gives the same shape back.
     let good = intake.path("good.csv");
-    let rows = "email,first_name,last_name,organisation,approval,standing,reference\n\
-                ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1\n\
-                bob@example.net,Bob,,Default,pending,spam,BOB-2\n";
+    let rows = "email,first_name,last_name,organisation,approval,standing,reference,other_addresses\n\
+                ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1,\n\
+                bob@example.net,Bob,,Default,pending,spam,BOB-2,bob@home.example; bob@work.example\n";
     std::fs::write(&good, rows).expect("writing the CSV");
     let imported = json(
         &intake,
@@ -117,9 +119,9 @@ async fn import_checks_every_row_first(backend: Backend) {
     );
     assert_eq!(
         std::fs::read_to_string(&export).expect("the export"),
-        "email,first_name,last_name,organisation,approval,standing,reference\n\
-         ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1\n\
-         bob@example.net,Bob,Builder,Default,approved,spam,BOB-2\n"
+        "email,first_name,last_name,organisation,approval,standing,reference,other_addresses\n\
+         ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1,\n\
+         bob@example.net,Bob,Builder,Default,approved,spam,BOB-2,bob@home.example; bob@work.example\n"
     );
 }
 on_both_backends!(import_checks_every_row_first, import_checks_every_row_first);

@@ -214,8 +214,18 @@ async fn references_are_unique_stable_and_never_reused(backend: Backend) {
     assert_eq!(listed[0]["client_email"], "bea@contoso.com");
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 
-    // Export, import into a fresh database, export again: the same references.
+    // Export, import into a fresh database, export again: the same references and addresses.
+    intake.run_ok(
+        &[
+            "client",
+            "add-address",
+            "bea@contoso.com",
+            "bea@home.example",
+        ],
+        None,
+    );
     let exported = intake.run_ok(&["client", "export"], None);
+    assert!(exported.contains(",bea@home.example\n"), "{exported}");
     let fresh = Intake::new(backend, "").await;
     let file = fresh.path("clients.csv");
     std::fs::write(&file, &exported).expect("writing the CSV");
