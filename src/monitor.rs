@@ -68,9 +68,13 @@ pub struct Watched {
     pub mailbox: String,
     pub folder: String,
     pub period: Duration,
+    /// When this instance began watching it: a folder is not judged on the time before (a
+    /// restart after a day's stop, a mailbox added by a reload).
+    pub since: Timestamp,
 }
 
-pub fn watched(settings: &Settings) -> Vec<Watched> {
+/// The folders of `settings`, watched since `now` unless `before` already watched them.
+pub fn watched(settings: &Settings, before: &[Watched], now: Timestamp) -> Vec<Watched> {
     settings
         .mailboxes
         .iter()
@@ -80,10 +84,17 @@ pub fn watched(settings: &Settings) -> Vec<Watched> {
             } else {
                 mailbox.poll_interval
             };
-            mailbox.folders.iter().map(move |folder| Watched {
-                mailbox: mailbox.name.clone(),
-                folder: folder.clone(),
-                period,
+            mailbox.folders.iter().map(move |folder| {
+                let since = before
+                    .iter()
+                    .find(|old| old.mailbox == mailbox.name && old.folder == *folder)
+                    .map_or(now, |old| old.since);
+                Watched {
+                    mailbox: mailbox.name.clone(),
+                    folder: folder.clone(),
+                    period,
+                    since,
+                }
             })
         })
         .collect()
@@ -93,7 +104,6 @@ pub fn watched(settings: &Settings) -> Vec<Watched> {
 pub struct Monitor {
     handle: PrometheusHandle,
     store: Store,
-    started: Timestamp,
     config: RwLock<(Vec<Watched>, Duration)>,
 }
 
@@ -117,15 +127,18 @@ impl Monitor {
         Ok(Arc::new(Monitor {
             handle,
             store,
-            started: Timestamp::now(),
-            config: RwLock::new((watched(settings), settings.metrics.stale_after)),
+            config: RwLock::new((
+                watched(settings, &[], Timestamp::now()),
+                settings.metrics.stale_after,
+            )),
         }))
     }
 
     /// Takes the folders and threshold of a reloaded configuration.
     pub fn update(&self, settings: &Settings) {
         if let Ok(mut config) = self.config.write() {
-            *config = (watched(settings), settings.metrics.stale_after);
+            let folders = watched(settings, &config.0, Timestamp::now());
+            *config = (folders, settings.metrics.stale_after);
         }
     }
 
@@ -147,7 +160,7 @@ impl Monitor {
     async fn health(&self) -> Verdict {
         let (watched, stale_after) = self.config();
         match self.folders().await {
-            Ok(rows) => judge(Timestamp::now(), self.started, &watched, stale_after, &rows),
+            Ok(rows) => judge(Timestamp::now(), &watched, stale_after, &rows),
             Err(error) => Verdict {
                 healthy: false,
                 lines: vec![format!("database: unreachable: {error}")],
@@ -276,11 +289,11 @@ pub struct Verdict {
     pub lines: Vec<String>,
 }
 
-/// Pure: is every watched folder checked recently enough? A folder never checked yet counts
-/// from `started`, so a fresh start is healthy until its first period has passed.
+/// Pure: is every watched folder checked recently enough? Time counts from the later of its
+/// last success and when this instance began watching it, so a fresh start or a newly added
+/// mailbox is healthy until its first period has passed.
 pub fn judge(
     now: Timestamp,
-    started: Timestamp,
     watched: &[Watched],
     stale_after: Duration,
     rows: &[FolderHealth],
@@ -294,7 +307,7 @@ pub fn judge(
             .iter()
             .find(|row| row.mailbox == folder.mailbox && row.folder == folder.folder);
         let last = row.and_then(|row| row.last_success_at);
-        let since = last.unwrap_or(started);
+        let since = last.map_or(folder.since, |last| last.max(folder.since));
         let age = (now.0 - since.0).to_std().unwrap_or(Duration::ZERO);
         let limit = folder.period + stale_after;
         let name = format!("{}/{}", folder.mailbox, folder.folder);
@@ -304,7 +317,7 @@ pub fn judge(
                     .lines
                     .push(format!("{name}: ok, checked {}s ago", age.as_secs())),
                 None => verdict.lines.push(format!(
-                    "{name}: ok, not checked yet (started {}s ago)",
+                    "{name}: ok, not checked yet (watched for {}s)",
                     age.as_secs()
                 )),
             }
@@ -395,6 +408,7 @@ mod tests {
             mailbox: mailbox.to_string(),
             folder: "INBOX".to_string(),
             period: Duration::from_secs(period),
+            since: at(0),
         }
     }
 
@@ -415,10 +429,10 @@ mod tests {
             row("sales", Some(at(0)), None),
         ];
         let stale_after = Duration::from_secs(300);
-        let fine = judge(at(360), at(0), &watched, stale_after, &rows);
+        let fine = judge(at(360), &watched, stale_after, &rows);
         assert!(fine.healthy, "{fine:?}");
 
-        let late = judge(at(361), at(0), &watched, stale_after, &rows);
+        let late = judge(at(361), &watched, stale_after, &rows);
         assert!(!late.healthy);
         assert!(
             late.lines
@@ -437,8 +451,8 @@ mod tests {
         let watched = [folder("support", 60)];
         let rows = [row("support", None, Some("LOGIN failed"))];
         let stale_after = Duration::from_secs(10);
-        assert!(judge(at(70), at(0), &watched, stale_after, &rows).healthy);
-        let verdict = judge(at(71), at(0), &watched, stale_after, &rows);
+        assert!(judge(at(70), &watched, stale_after, &rows).healthy);
+        let verdict = judge(at(71), &watched, stale_after, &rows);
         assert!(!verdict.healthy);
         assert_eq!(
             verdict.lines.last().map(String::as_str),
@@ -448,7 +462,47 @@ mod tests {
             )
         );
         // No row at all (the task has not started yet) is the same.
-        assert!(!judge(at(71), at(0), &watched, stale_after, &[]).healthy);
+        assert!(!judge(at(71), &watched, stale_after, &[]).healthy);
+    }
+
+    #[test]
+    fn an_old_success_counts_from_when_watching_began() {
+        // Restarted at 10,000 after a long stop: the success at 0 is not held against it.
+        let mut restarted = folder("support", 60);
+        restarted.since = at(10_000);
+        let rows = [row("support", Some(at(0)), None)];
+        let stale_after = Duration::from_secs(10);
+        assert!(judge(at(10_070), &[restarted.clone()], stale_after, &rows).healthy);
+        assert!(!judge(at(10_071), &[restarted], stale_after, &rows).healthy);
+    }
+
+    #[test]
+    fn a_reload_keeps_when_each_folder_began_to_be_watched() {
+        let settings = |names: &[&str]| {
+            let text: String = names
+                .iter()
+                .map(|name| {
+                    format!(
+                        "[[mailbox]]\nname = \"{name}\"\naddress = \"{name}@example.com\"\n\
+                         host = \"imap.example.com\"\nusername = \"{name}\"\npassword = \"x\"\n"
+                    )
+                })
+                .collect();
+            Settings::parse(&text, std::path::Path::new("intake.toml")).expect("valid")
+        };
+        let first = watched(&settings(&["support"]), &[], at(0));
+        let reloaded = watched(&settings(&["support", "sales"]), &first, at(500));
+        let since: Vec<(String, Timestamp)> = reloaded
+            .into_iter()
+            .map(|folder| (folder.mailbox, folder.since))
+            .collect();
+        assert_eq!(
+            since,
+            [
+                ("support".to_string(), at(0)),
+                ("sales".to_string(), at(500))
+            ]
+        );
     }
 
     #[test]
