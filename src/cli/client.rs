@@ -291,6 +291,7 @@ async fn execute(
                 email: valid_email(email).map_err(AdminError::Refused)?,
                 reference,
                 other_addresses: None,
+                note: note.as_deref().and_then(non_empty),
                 first_name: first_name.clone(),
                 last_name: last_name.clone(),
                 organisation: org.clone(),
@@ -303,13 +304,6 @@ async fn execute(
             };
             let mail = settings.outbound.registration && !no_registration_mail;
             admin::add_client(store, &actor, &entry, mail).await?;
-            if let Some(note) = note {
-                let edit = admin::ClientEdit {
-                    note: Some(non_empty(note)),
-                    ..Default::default()
-                };
-                admin::edit_client(store, &actor, &entry.email, &edit).await?;
-            }
             let client = admin::client(store, &entry.email).await?;
             if output == Output::Json {
                 return super::print_json(&client);
@@ -347,44 +341,23 @@ async fn execute(
             change(store, &actor, selection, what, output).await?;
         }
         ClientCommand::Delete { selection, yes } => {
-            let emails = match selection.targets() {
-                Targets::Emails(emails) => emails,
-                Targets::Organisation(name) => {
-                    let filter = ClientFilter {
-                        organisation: Some(name),
-                        ..Default::default()
-                    };
-                    admin::clients(store, &filter, i64::MAX)
-                        .await?
-                        .into_iter()
-                        .map(|row| row.email)
-                        .collect()
-                }
-            };
-            for email in &emails {
-                if admin::client(store, email).await?.is_none() {
-                    return Err(AdminError::Refused(format!(
-                        "no client with the address {email}; nothing was deleted"
-                    ))
-                    .into());
-                }
-            }
+            let emails = admin::resolve_clients(store, &selection.targets()).await?;
             if !*yes && !confirm(&emails)? {
                 anyhow::bail!("nothing was deleted");
             }
-            let mut report = Vec::new();
-            for email in &emails {
-                let deleted = admin::delete_client(store, &actor, email).await?;
-                if output == Output::Table {
-                    println!(
-                        "{email} deleted with {} incidents and {} messages",
-                        deleted.incidents, deleted.messages
-                    );
-                }
-                report.push(serde_json::json!({ "email": email, "deleted": deleted }));
-            }
+            let deleted = admin::delete_clients(store, &actor, &emails).await?;
             if output == Output::Json {
+                let report: Vec<_> = deleted
+                    .iter()
+                    .map(|(email, deleted)| serde_json::json!({ "email": email, "deleted": deleted }))
+                    .collect();
                 return super::print_json(&report);
+            }
+            for (email, deleted) in deleted {
+                println!(
+                    "{email} deleted with {} incidents and {} messages",
+                    deleted.incidents, deleted.messages
+                );
             }
         }
         ClientCommand::Merge {
@@ -810,6 +783,7 @@ async fn validate(
                 email,
                 reference,
                 other_addresses,
+                note: None,
                 first_name: non_empty(&row.first_name),
                 last_name: non_empty(&row.last_name),
                 organisation,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::ingest::{Approval, Standing, domain_and_parents};
 use crate::{on_pool, on_tx};
 
+use super::apply::enqueue;
 use super::{Store, StoreError, Timestamp, Tx, references};
 
 /// Why a change was not made.
@@ -58,20 +59,35 @@ pub struct ClientFilter {
     pub standing: Option<String>,
 }
 
+/// SQL: the `client_overview` columns of a `ClientRow`.
+macro_rules! client_row_select {
+    () => {
+        "SELECT reference, email, first_name, last_name, display_name, organisation, approval, \
+         standing, other_addresses, note, incident_count, open_incident_count, last_incident_at, \
+         created_at FROM client_overview "
+    };
+}
+
+/// SQL: the email of the client whose additional address `$1` is.
+const ADDRESS_OWNER: &str = "SELECT c.email FROM client_addresses a \
+     JOIN clients c ON c.id = a.client_id WHERE a.address = lower($1)";
+
+/// SQL: whether reference `$1` was ever issued (a row) and to which client now (or none).
+const REFERENCE_HOLDER: &str = "SELECT c.id, c.email FROM client_references r \
+     LEFT JOIN clients c ON c.reference = r.reference WHERE r.reference = $1";
+
 pub async fn clients(
     store: &Store,
     filter: &ClientFilter,
     limit: i64,
 ) -> Result<Vec<ClientRow>, StoreError> {
     Ok(on_pool!(store, pool => {
-        sqlx::query_as::<_, ClientRow>(
-            "SELECT reference, email, first_name, last_name, display_name, organisation, approval, \
-             standing, other_addresses, note, incident_count, open_incident_count, last_incident_at, \
-             created_at FROM client_overview \
-             WHERE ($1 IS NULL OR lower(organisation) = lower($1)) \
+        sqlx::query_as::<_, ClientRow>(concat!(
+            client_row_select!(),
+            "WHERE ($1 IS NULL OR lower(organisation) = lower($1)) \
                AND ($2 IS NULL OR approval = $2) AND ($3 IS NULL OR standing = $3) \
              ORDER BY lower(email) LIMIT $4",
-        )
+        ))
         .bind(&filter.organisation)
         .bind(&filter.approval)
         .bind(&filter.standing)
@@ -84,14 +100,11 @@ pub async fn clients(
 /// One client by email, additional address or reference.
 pub async fn client(store: &Store, who: &str) -> Result<Option<ClientRow>, StoreError> {
     Ok(on_pool!(store, pool => {
-        sqlx::query_as::<_, ClientRow>(
-            "SELECT reference, email, first_name, last_name, display_name, organisation, approval, \
-             standing, other_addresses, note, incident_count, open_incident_count, last_incident_at, \
-             created_at FROM client_overview WHERE client_id = coalesce( \
-               (SELECT id FROM clients WHERE lower(email) = lower($1)), \
-               (SELECT client_id FROM client_addresses WHERE address = lower($1)), \
-               (SELECT id FROM clients WHERE reference = upper($1)))",
-        )
+        sqlx::query_as::<_, ClientRow>(concat!(
+            client_row_select!(),
+            "WHERE client_id = ",
+            client_named!("$1"),
+        ))
         .bind(who)
         .fetch_optional(pool)
         .await?
@@ -106,6 +119,8 @@ pub struct ClientEntry {
     pub reference: Option<String>,
     /// Additional addresses, lower-cased; `None` keeps an existing client's as they are.
     pub other_addresses: Option<Vec<String>>,
+    /// The staff note of a new client (`client add --note`); the CSV shape carries none.
+    pub note: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     /// An organisation's name; none places the client by their email's domain.
@@ -132,17 +147,16 @@ pub async fn add_client(
     let organisation = placement(&mut tx, entry).await?;
     let id = insert_client(&mut tx, entry, organisation, now).await?;
     if registration_mail {
-        on_tx!(&mut tx, conn => {
-            sqlx::query(
-                "INSERT INTO outbound (template, recipient, client_id, created_at, updated_at, \
-                 next_attempt_at) VALUES ('registration', $1, $2, $3, $3, $3)",
-            )
-            .bind(&entry.email)
-            .bind(id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        });
+        enqueue(
+            &mut tx,
+            "registration",
+            &entry.email,
+            Some(id),
+            None,
+            None,
+            now,
+        )
+        .await?;
     }
     let detail = if registration_mail {
         "registration mail queued"
@@ -290,40 +304,56 @@ pub struct Deleted {
     pub messages: i64,
 }
 
-/// Removes a client with their incidents, those incidents' messages and their queued mail.
-/// `ingest_log` keeps its rows (their incident link cleared): the audit trail outlives them.
-pub async fn delete_client(store: &Store, actor: &str, email: &str) -> Result<Deleted, AdminError> {
+/// The main emails of the clients `targets` names, refused whole when one is unknown: what a
+/// destructive action will touch, to show staff before it runs.
+pub async fn resolve_clients(store: &Store, targets: &Targets) -> Result<Vec<String>, AdminError> {
+    let mut tx = store.begin().await?;
+    let found = resolve_targets(&mut tx, targets).await?;
+    tx.rollback().await?;
+    Ok(found.into_iter().map(|(_, email)| email).collect())
+}
+
+/// Removes clients with their incidents, those incidents' messages, their queued mail,
+/// addresses and grants, all in one transaction. `ingest_log` keeps its rows (their incident
+/// link cleared): the audit trail outlives them.
+pub async fn delete_clients(
+    store: &Store,
+    actor: &str,
+    emails: &[String],
+) -> Result<Vec<(String, Deleted)>, AdminError> {
     let now = Timestamp::now();
     let mut tx = store.begin().await?;
-    let id = client_id(&mut tx, email)
-        .await?
-        .ok_or_else(|| no_client(email))?;
-    let deleted = on_tx!(&mut tx, conn => {
-        let (incidents, messages): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM incidents WHERE client_id = $1), \
-             (SELECT count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id \
-              WHERE i.client_id = $1)",
-        )
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-        sqlx::query("DELETE FROM incidents WHERE client_id = $1")
+    let found = resolve_targets(&mut tx, &Targets::Emails(emails.to_vec())).await?;
+    let mut report = Vec::with_capacity(found.len());
+    for (id, email) in found {
+        let deleted = on_tx!(&mut tx, conn => {
+            let (incidents, messages): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM incidents WHERE client_id = $1), \
+                 (SELECT count(*) FROM messages m JOIN incidents i ON i.id = m.incident_id \
+                  WHERE i.client_id = $1)",
+            )
             .bind(id)
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
-        sqlx::query("DELETE FROM clients WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        Deleted { incidents, messages }
-    });
-    let detail = format!(
-        "{} incidents and {} messages deleted",
-        deleted.incidents, deleted.messages
-    );
-    log(&mut tx, actor, "client delete", email, Some(&detail), now).await?;
+            sqlx::query("DELETE FROM incidents WHERE client_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM clients WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Deleted { incidents, messages }
+        });
+        let detail = format!(
+            "{} incidents and {} messages deleted",
+            deleted.incidents, deleted.messages
+        );
+        log(&mut tx, actor, "client delete", &email, Some(&detail), now).await?;
+        report.push((email, deleted));
+    }
     tx.commit().await?;
-    Ok(deleted)
+    Ok(report)
 }
 
 /// What `merge_clients` moved.
@@ -616,18 +646,7 @@ pub async fn send_template(
             "{email} is {approval}: approve them (which sends the approval mail) instead"
         )));
     }
-    let row: i64 = on_tx!(&mut tx, conn => {
-        sqlx::query_scalar(
-            "INSERT INTO outbound (template, recipient, client_id, created_at, updated_at, \
-             next_attempt_at) VALUES ($1, $2, $3, $4, $4, $4) RETURNING id",
-        )
-        .bind(template)
-        .bind(&email)
-        .bind(id)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?
-    });
+    let row = enqueue(&mut tx, template, &email, Some(id), None, None, now).await?;
     let detail = format!("{template} mail queued (outbound {row})");
     log(&mut tx, actor, "client send", &email, Some(&detail), now).await?;
     tx.commit().await?;
@@ -640,10 +659,7 @@ pub async fn additional_address_owner(
     address: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(on_pool!(store, pool => {
-        sqlx::query_scalar(
-            "SELECT c.email FROM client_addresses a JOIN clients c ON c.id = a.client_id \
-             WHERE a.address = lower($1)",
-        )
+        sqlx::query_scalar(ADDRESS_OWNER)
         .bind(address)
         .fetch_optional(pool)
         .await?
@@ -656,15 +672,13 @@ pub async fn reference_holder(
     store: &Store,
     reference: &str,
 ) -> Result<Option<Option<String>>, StoreError> {
-    Ok(on_pool!(store, pool => {
-        sqlx::query_scalar::<_, Option<String>>(
-            "SELECT c.email FROM client_references r LEFT JOIN clients c ON c.reference = r.reference \
-             WHERE r.reference = $1",
-        )
-        .bind(reference)
-        .fetch_optional(pool)
-        .await?
-    }))
+    let holder: Option<(Option<i64>, Option<String>)> = on_pool!(store, pool => {
+        sqlx::query_as(REFERENCE_HOLDER)
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?
+    });
+    Ok(holder.map(|(_, email)| email))
 }
 
 /// Who a department grant is for.
@@ -895,6 +909,7 @@ pub async fn export_clients(store: &Store) -> Result<Vec<ClientEntry>, StoreErro
                 ClientEntry {
                     email,
                     reference,
+                    note: None,
                     // The view joins them with ", ".
                     other_addresses: others
                         .map(|others| others.split(", ").map(str::to_string).collect::<Vec<_>>()),
@@ -1267,12 +1282,10 @@ async fn claim_domain(
 /// A client's id and main email, found by main email, additional address or reference.
 async fn find_client(tx: &mut Tx, who: &str) -> Result<Option<(i64, String)>, StoreError> {
     Ok(on_tx!(tx, conn => {
-        sqlx::query_as(
-            "SELECT id, email FROM clients WHERE id = coalesce( \
-               (SELECT id FROM clients WHERE lower(email) = lower($1)), \
-               (SELECT client_id FROM client_addresses WHERE address = lower($1)), \
-               (SELECT id FROM clients WHERE reference = upper($1)))",
-        )
+        sqlx::query_as(concat!(
+            "SELECT id, email FROM clients WHERE id = ",
+            client_named!("$1")
+        ))
         .bind(who)
         .fetch_optional(&mut *conn)
         .await?
@@ -1287,10 +1300,6 @@ async fn client_by_email(tx: &mut Tx, email: &str) -> Result<Option<i64>, StoreE
             .fetch_optional(&mut *conn)
             .await?
     }))
-}
-
-async fn client_id(tx: &mut Tx, who: &str) -> Result<Option<i64>, StoreError> {
-    Ok(find_client(tx, who).await?.map(|(id, _)| id))
 }
 
 fn no_client(who: &str) -> AdminError {
@@ -1364,8 +1373,8 @@ async fn insert_client(
     Ok(on_tx!(tx, conn => {
         sqlx::query_scalar(
             "INSERT INTO clients (email, first_name, last_name, organisation_id, approval, \
-             standing, created_at, updated_at, reference) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
-             RETURNING id",
+             standing, created_at, updated_at, reference, note) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING id",
         )
         .bind(&entry.email)
         .bind(&entry.first_name)
@@ -1375,6 +1384,7 @@ async fn insert_client(
         .bind(entry.standing.unwrap_or(Standing::Normal).as_str())
         .bind(now)
         .bind(&reference)
+        .bind(&entry.note)
         .fetch_one(&mut *conn)
         .await?
     }))
@@ -1387,14 +1397,12 @@ async fn refuse_issued(
     client: Option<i64>,
 ) -> Result<(), AdminError> {
     let holder: Option<Option<i64>> = on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "SELECT c.id FROM client_references r LEFT JOIN clients c ON c.reference = r.reference \
-             WHERE r.reference = $1",
-        )
-        .bind(reference)
-        .fetch_optional(&mut *conn)
-        .await?
-    });
+        sqlx::query_as::<_, (Option<i64>, Option<String>)>(REFERENCE_HOLDER)
+            .bind(reference)
+            .fetch_optional(&mut *conn)
+            .await?
+    })
+    .map(|(id, _)| id);
     match holder {
         None => Ok(()),
         Some(holder) if holder.is_some() && holder == client => Ok(()),
@@ -1441,10 +1449,7 @@ async fn set_addresses(
 /// The client whose additional address this is.
 async fn address_owner(tx: &mut Tx, address: &str) -> Result<Option<String>, StoreError> {
     Ok(on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "SELECT c.email FROM client_addresses a JOIN clients c ON c.id = a.client_id \
-             WHERE a.address = lower($1)",
-        )
+        sqlx::query_scalar(ADDRESS_OWNER)
         .bind(address)
         .fetch_optional(&mut *conn)
         .await?

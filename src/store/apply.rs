@@ -476,7 +476,9 @@ async fn touch_incident(
 }
 
 /// Queues a mail for the outbound worker.
-async fn enqueue(
+/// Queues one outbound mail, due now; the worker applies the loop rules and limits when it
+/// sends. Returns the row's id. `store::admin` queues through here too.
+pub(super) async fn enqueue(
     tx: &mut Tx,
     template: &str,
     recipient: &str,
@@ -484,12 +486,12 @@ async fn enqueue(
     incident_id: Option<IncidentId>,
     reply_to_message_id: Option<i64>,
     now: Timestamp,
-) -> Result<(), StoreError> {
-    on_tx!(tx, conn => {
-        sqlx::query(
+) -> Result<i64, StoreError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_scalar(
             "INSERT INTO outbound (template, recipient, client_id, incident_id, reply_to_message_id, \
              state, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
+             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6) RETURNING id",
         )
         .bind(template)
         .bind(recipient)
@@ -497,10 +499,9 @@ async fn enqueue(
         .bind(incident_id)
         .bind(reply_to_message_id)
         .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    });
-    Ok(())
+        .fetch_one(&mut *conn)
+        .await?
+    }))
 }
 
 /// Records a message that could not be applied (a failure that is not the database being

@@ -4,6 +4,23 @@
 //! and compiled for both backends by `on_tx!`, which expands its body once per concrete
 //! connection type. Migrations live in `migrations/sqlite` and `migrations/postgres`.
 
+/// SQL: the id of the client a parameter names (`client_named!("$1")`), by main email,
+/// additional address or reference, in that order. One definition for every command that
+/// takes a client; a macro, not a `const`, so that `concat!` can build whole statements.
+macro_rules! client_named {
+    ($parameter:literal) => {
+        concat!(
+            "coalesce((SELECT id FROM clients WHERE lower(email) = lower(",
+            $parameter,
+            ")), (SELECT client_id FROM client_addresses WHERE address = lower(",
+            $parameter,
+            ")), (SELECT id FROM clients WHERE reference = upper(",
+            $parameter,
+            ")))"
+        )
+    };
+}
+
 pub mod admin;
 pub mod apply;
 pub mod facts;

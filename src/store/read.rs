@@ -33,17 +33,18 @@ pub async fn incidents(
     limit: i64,
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let rows = on_pool!(store, pool => {
-        sqlx::query_as::<_, IncidentRow>(
+        sqlx::query_as::<_, IncidentRow>(concat!(
             "SELECT hash, folder, status, subject, client_email, organisation, mailbox, \
              message_count, created_at FROM incident_overview \
              WHERE ($1 IS NULL OR folder = $1) \
-               AND ($2 IS NULL OR lower(client_email) = lower($2) OR client_reference = upper($2) \
-                    OR lower(client_email) = (SELECT lower(c.email) FROM client_addresses a \
-                        JOIN clients c ON c.id = a.client_id WHERE a.address = lower($2))) \
+               AND ($2 IS NULL OR lower(client_email) = \
+                    (SELECT lower(email) FROM clients WHERE id = ",
+            client_named!("$2"),
+            ")) \
                AND ($3 IS NULL OR lower(organisation) = lower($3)) \
                AND ($4 IS NULL OR created_at >= $4) \
              ORDER BY created_at DESC, incident_id DESC LIMIT $5",
-        )
+        ))
         .bind(&filter.folder)
         .bind(&filter.client_email)
         .bind(&filter.organisation)

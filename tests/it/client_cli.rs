@@ -23,26 +23,6 @@ fn ingest(
     (parsed.outcome, parsed.hash)
 }
 
-fn json(intake: &Intake, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let stdout = intake.run_ok(&all, None);
-    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}\n{stdout}"))
-}
-
-/// Runs a command that must be refused: exit 65, the reason on stderr. Returns stderr.
-fn refused(intake: &Intake, args: &[&str]) -> String {
-    let output = intake.run(args, None);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(65),
-        "intake {args:?} should be refused\nstdout:\n{}\nstderr:\n{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    stderr
-}
-
 async fn import_checks_every_row_first(backend: Backend) {
     let intake = Intake::new(backend, "").await;
     intake.run_ok(&["org", "add", "Contoso", "--domain", "contoso.com"], None);
@@ -59,10 +39,7 @@ async fn import_checks_every_row_first(backend: Backend) {
          dee@contoso.com,Dee,,Contoso,approved,normal,,dee@home.example;not-an-address\n",
     )
     .expect("writing the CSV");
-    let stderr = refused(
-        &intake,
-        &["client", "import", bad.to_str().expect("utf-8 path")],
-    );
+    let stderr = intake.run_refused(&["client", "import", bad.to_str().expect("utf-8 path")]);
     for expected in [
         "line 3: \"not-an-address\" is not an email address",
         "line 4: no organisation named \"Nowhere Ltd\"",
@@ -76,7 +53,7 @@ async fn import_checks_every_row_first(backend: Backend) {
             "{expected:?} missing from:\n{stderr}"
         );
     }
-    assert_eq!(json(&intake, &["client", "list"]), serde_json::json!([]));
+    assert_eq!(intake.run_json(&["client", "list"]), serde_json::json!([]));
 
     // A good file with quoting a spreadsheet produces, then export gives the same shape back.
     let good = intake.path("good.csv");
@@ -84,10 +61,7 @@ async fn import_checks_every_row_first(backend: Backend) {
                 ada@contoso.com,Ada,\"Lovelace, Countess\",Contoso,approved,normal,ADA-1,\n\
                 bob@example.net,Bob,,Default,pending,spam,BOB-2,bob@home.example; bob@work.example\n";
     std::fs::write(&good, rows).expect("writing the CSV");
-    let imported = json(
-        &intake,
-        &["client", "import", good.to_str().expect("utf-8 path")],
-    );
+    let imported = intake.run_json(&["client", "import", good.to_str().expect("utf-8 path")]);
     assert_eq!(imported["added"], 2);
     assert_eq!(imported["updated"], 0);
     assert_eq!(intake.run_ok(&["client", "export"], None), rows);
@@ -99,10 +73,7 @@ async fn import_checks_every_row_first(backend: Backend) {
          bob@example.net,,Builder,,approved,\n",
     )
     .expect("writing the CSV");
-    let imported = json(
-        &intake,
-        &["client", "import", good.to_str().expect("utf-8 path")],
-    );
+    let imported = intake.run_json(&["client", "import", good.to_str().expect("utf-8 path")]);
     assert_eq!(
         (imported["added"].clone(), imported["updated"].clone()),
         (0.into(), 1.into())
@@ -142,36 +113,27 @@ async fn merge_moves_incidents_and_leaves_an_audit_row(backend: Backend) {
     );
     let (first, second) = (first.expect("an incident"), second.expect("an incident"));
 
-    refused(
-        &intake,
-        &[
-            "client",
-            "merge",
-            "ada@home.example",
-            "--into",
-            "ada@home.example",
-        ],
-    );
-    refused(
-        &intake,
-        &[
-            "client",
-            "merge",
-            "nobody@home.example",
-            "--into",
-            "ada@work.example",
-        ],
-    );
-    let merged = json(
-        &intake,
-        &[
-            "client",
-            "merge",
-            "ada@home.example",
-            "--into",
-            "ada@work.example",
-        ],
-    );
+    intake.run_refused(&[
+        "client",
+        "merge",
+        "ada@home.example",
+        "--into",
+        "ada@home.example",
+    ]);
+    intake.run_refused(&[
+        "client",
+        "merge",
+        "nobody@home.example",
+        "--into",
+        "ada@work.example",
+    ]);
+    let merged = intake.run_json(&[
+        "client",
+        "merge",
+        "ada@home.example",
+        "--into",
+        "ada@work.example",
+    ]);
     assert_eq!(merged["incidents"], 1);
 
     let mut rows = query(
@@ -232,7 +194,7 @@ async fn delete_asks_then_removes_everything_but_the_audit_trail(backend: Backen
         vec!["3"]
     );
 
-    let deleted = json(&intake, &["client", "delete", "gone@example.net", "--yes"]);
+    let deleted = intake.run_json(&["client", "delete", "gone@example.net", "--yes"]);
     assert_eq!(
         deleted,
         serde_json::json!([{"email": "gone@example.net", "deleted": {"incidents": 2, "messages": 2}}])
@@ -297,7 +259,7 @@ async fn ban_spam_and_approval_act_on_new_mail(backend: Backend) {
         vec!["dropped_banned|raw kept"]
     );
     intake.run_ok(&["client", "unban", "pat@contoso.com"], None);
-    let client = json(&intake, &["client", "show", "pat@contoso.com"]);
+    let client = intake.run_json(&["client", "show", "pat@contoso.com"]);
     assert_eq!(
         (
             client["client"]["approval"].clone(),
@@ -307,7 +269,7 @@ async fn ban_spam_and_approval_act_on_new_mail(backend: Backend) {
     );
 
     // Approve a whole organisation: held incidents released, one approval mail each.
-    let approved = json(&intake, &["client", "approve", "--org", "contoso.com"]);
+    let approved = intake.run_json(&["client", "approve", "--org", "contoso.com"]);
     assert_eq!(approved.as_array().map(Vec::len), Some(2));
     assert_eq!(
         query(
@@ -356,10 +318,7 @@ async fn ban_spam_and_approval_act_on_new_mail(backend: Backend) {
     assert_eq!(outcome, "created");
 
     // An unknown address in a mass action refuses the whole action.
-    let stderr = refused(
-        &intake,
-        &["client", "ban", "pat@contoso.com", "nobody@contoso.com"],
-    );
+    let stderr = intake.run_refused(&["client", "ban", "pat@contoso.com", "nobody@contoso.com"]);
     assert!(stderr.contains("nobody@contoso.com"), "{stderr}");
     assert_eq!(
         query(
@@ -464,7 +423,7 @@ async fn organisations_own_domains(backend: Backend) {
 
     // A domain belongs to one organisation.
     intake.run_ok(&["org", "add", "Northwind"], None);
-    let stderr = refused(&intake, &["org", "add-domain", "Northwind", "fabrikam.com"]);
+    let stderr = intake.run_refused(&["org", "add-domain", "Northwind", "fabrikam.com"]);
     assert!(stderr.contains("Fabrikam"), "{stderr}");
     intake.run_ok(&["org", "remove-domain", "fabrikam.com"], None);
     intake.run_ok(
@@ -479,7 +438,7 @@ async fn organisations_own_domains(backend: Backend) {
     );
     assert_eq!(placed("ann@fabrikam.com"), vec!["Northwind"]);
 
-    let orgs = json(&intake, &["org", "list"]);
+    let orgs = intake.run_json(&["org", "list"]);
     let names: Vec<&str> = orgs
         .as_array()
         .expect("a list")
@@ -490,9 +449,9 @@ async fn organisations_own_domains(backend: Backend) {
 
     // Renaming and deleting: the default stays, and an organisation's people fall back to it.
     intake.run_ok(&["org", "rename", "Fabrikam", "Fabrikam Inc"], None);
-    refused(&intake, &["org", "delete", "Default"]);
-    refused(&intake, &["org", "rename", "Default", "Everyone"]);
-    let dissolved = json(&intake, &["org", "delete", "Fabrikam Inc"]);
+    intake.run_refused(&["org", "delete", "Default"]);
+    intake.run_refused(&["org", "rename", "Default", "Everyone"]);
+    let dissolved = intake.run_json(&["org", "delete", "Fabrikam Inc"]);
     assert_eq!(dissolved["clients"], 1);
     assert_eq!(placed("dan@fabrikam.org"), vec!["Default"]);
     assert_eq!(
@@ -545,11 +504,8 @@ async fn add_and_show_a_client(backend: Backend) {
         &["client", "add", "fay@example.net", "--no-registration-mail"],
         None,
     );
-    refused(&intake, &["client", "add", "EVE@contoso.com"]);
-    refused(
-        &intake,
-        &["client", "add", "gus@example.net", "--org", "Nowhere"],
-    );
+    intake.run_refused(&["client", "add", "EVE@contoso.com"]);
+    intake.run_refused(&["client", "add", "gus@example.net", "--org", "Nowhere"]);
     assert_eq!(
         query(
             &intake,
@@ -561,7 +517,7 @@ async fn add_and_show_a_client(backend: Backend) {
     let table = intake.run_ok(&["client", "list", "--approval", "pending"], None);
     assert!(table.contains("Eve Moneypenny"), "{table}");
     assert!(!table.contains("fay@example.net"), "{table}");
-    let shown = json(&intake, &["client", "show", "eve@contoso.com"]);
+    let shown = intake.run_json(&["client", "show", "eve@contoso.com"]);
     assert_eq!(shown["client"]["organisation"], "Contoso");
     assert_eq!(shown["client"]["first_name"], "Eve");
     let missing = intake.run(&["client", "show", "nobody@contoso.com"], None);

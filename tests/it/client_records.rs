@@ -2,9 +2,7 @@
 //! additional addresses, notes, sending a mail again. On both backends, with the real binary,
 //! and with the same changes made by SQL where a viewer could make them.
 
-use std::process::Command;
-
-use crate::harness::{Backend, Intake, parse_ingest_line, query};
+use crate::harness::{Backend, Intake, parse_ingest_line, query, query_fails};
 
 fn mail(from: &str, subject: &str, message_id: &str) -> Vec<u8> {
     format!(
@@ -20,20 +18,6 @@ fn ingest(intake: &Intake, from: &str, subject: &str, message_id: &str) -> (Stri
     (line.outcome, line.hash.unwrap_or_default())
 }
 
-fn json(intake: &Intake, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let stdout = intake.run_ok(&all, None);
-    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}\n{stdout}"))
-}
-
-fn refused(intake: &Intake, args: &[&str]) -> String {
-    let output = intake.run(args, None);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(65), "intake {args:?}: {stderr}");
-    stderr
-}
-
 fn folder(intake: &Intake, backend: Backend, hash: &str) -> String {
     query(
         intake,
@@ -41,28 +25,6 @@ fn folder(intake: &Intake, backend: Backend, hash: &str) -> String {
         &format!("SELECT folder FROM incidents WHERE hash = '{hash}'"),
     )
     .join(",")
-}
-
-/// An SQL statement that must fail, as a viewer would see it fail.
-fn sql_fails(intake: &Intake, backend: Backend, sql: &str) -> String {
-    let output = match backend {
-        Backend::Sqlite => Command::new("sqlite3")
-            .args([intake.db.url.trim_start_matches("sqlite://"), sql])
-            .output(),
-        Backend::Postgres => Command::new("psql")
-            .args([
-                intake.db.url.as_str(),
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output(),
-    }
-    .expect("the database client");
-    assert!(!output.status.success(), "{sql} should fail");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 async fn spam_moves_incidents_out_and_back(backend: Backend) {
@@ -137,22 +99,19 @@ async fn spam_moves_incidents_out_and_back(backend: Backend) {
     assert_eq!(folder(&intake, backend, &first), "inbox");
     let (outcome, _) = ingest(&intake, "xena@contoso.com", "Five", "s5@contoso.com");
     assert_eq!(outcome, "dropped_banned");
-    let log = json(
-        &intake,
-        &[
-            "log",
-            "--outcome",
-            "dropped_banned",
-            "--sender",
-            "XENA@contoso.com",
-        ],
-    );
+    let log = intake.run_json(&[
+        "log",
+        "--outcome",
+        "dropped_banned",
+        "--sender",
+        "XENA@contoso.com",
+    ]);
     assert_eq!(log.as_array().map(Vec::len), Some(1));
     assert_eq!(log[0]["sender"], "xena@contoso.com");
     assert_eq!(log[0]["subject"], "Five");
     intake.run_ok(&["client", "unban", "xena@contoso.com"], None);
     assert_eq!(folder(&intake, backend, &first), "inbox");
-    let shown = json(&intake, &["client", "show", "xena@contoso.com"]);
+    let shown = intake.run_json(&["client", "show", "xena@contoso.com"]);
     assert_eq!(shown["client"]["approval"], "approved");
 
     // Spam, then banned: unban restores spam (incidents stay there); not-spam brings them
@@ -160,7 +119,7 @@ async fn spam_moves_incidents_out_and_back(backend: Backend) {
     intake.run_ok(&["client", "spam", "xena@contoso.com"], None);
     intake.run_ok(&["client", "ban", "xena@contoso.com"], None);
     assert_eq!(folder(&intake, backend, &first), "spam");
-    let unbanned = json(&intake, &["client", "unban", "xena@contoso.com"]);
+    let unbanned = intake.run_json(&["client", "unban", "xena@contoso.com"]);
     assert_eq!(unbanned[0]["after"], "spam");
     assert_eq!(folder(&intake, backend, &first), "spam");
     intake.run_ok(&["client", "not-spam", "xena@contoso.com"], None);
@@ -208,9 +167,9 @@ async fn references_are_unique_stable_and_never_reused(backend: Backend) {
     );
 
     // Every command takes a reference; the incidents view shows it.
-    let shown = json(&intake, &["client", "show", &references[0].to_lowercase()]);
+    let shown = intake.run_json(&["client", "show", &references[0].to_lowercase()]);
     assert_eq!(shown["client"]["email"], "ann@contoso.com");
-    let listed = json(&intake, &["incident", "list", "--client", &references[1]]);
+    let listed = intake.run_json(&["incident", "list", "--client", &references[1]]);
     assert_eq!(listed[0]["client_email"], "bea@contoso.com");
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
 
@@ -243,37 +202,28 @@ async fn references_are_unique_stable_and_never_reused(backend: Backend) {
         None,
     );
     assert_eq!(
-        json(&intake, &["client", "show", "ANN-1"])["client"]["email"],
+        intake.run_json(&["client", "show", "ANN-1"])["client"]["email"],
         "ann@contoso.com"
     );
-    let stderr = refused(
-        &intake,
-        &[
-            "client",
-            "add",
-            "dan@contoso.com",
-            "--reference",
-            &references[0],
-        ],
-    );
+    let stderr = intake.run_refused(&[
+        "client",
+        "add",
+        "dan@contoso.com",
+        "--reference",
+        &references[0],
+    ]);
     assert!(stderr.contains("never reused"), "{stderr}");
-    refused(
-        &intake,
-        &["client", "edit", "bea@contoso.com", "--reference", "ANN-1"],
-    );
+    intake.run_refused(&["client", "edit", "bea@contoso.com", "--reference", "ANN-1"]);
     intake.run_ok(&["client", "delete", "cid@fabrikam.com", "--yes"], None);
-    refused(
-        &intake,
-        &[
-            "client",
-            "add",
-            "cid@fabrikam.com",
-            "--reference",
-            &references[2],
-        ],
-    );
+    intake.run_refused(&[
+        "client",
+        "add",
+        "cid@fabrikam.com",
+        "--reference",
+        &references[2],
+    ]);
     // A viewer edit meets the same rule.
-    let stderr = sql_fails(
+    let stderr = query_fails(
         &intake,
         backend,
         &format!(
@@ -313,7 +263,7 @@ async fn references_are_unique_stable_and_never_reused(backend: Backend) {
         "email,reference\nbea@contoso.com,ANN-1\nnew@contoso.com,C-1\nnew2@contoso.com,c-1\n",
     )
     .expect("writing the CSV");
-    let stderr = refused(&intake, &["client", "import", bad.to_str().expect("utf-8")]);
+    let stderr = intake.run_refused(&["client", "import", bad.to_str().expect("utf-8")]);
     assert!(
         stderr.contains("line 2: the reference ANN-1 belongs to ann@contoso.com"),
         "{stderr}"
@@ -378,35 +328,29 @@ async fn additional_addresses_and_merge_as_address(backend: Backend) {
         &["client", "add", "bob@contoso.com", "--no-registration-mail"],
         None,
     );
-    let stderr = refused(
-        &intake,
-        &[
-            "client",
-            "add-address",
-            "bob@contoso.com",
-            "ada@home.example",
-        ],
-    );
+    let stderr = intake.run_refused(&[
+        "client",
+        "add-address",
+        "bob@contoso.com",
+        "ada@home.example",
+    ]);
     assert!(stderr.contains("ada@contoso.com"), "{stderr}");
-    let stderr = refused(
-        &intake,
-        &[
-            "client",
-            "add-address",
-            "bob@contoso.com",
-            "ada@contoso.com",
-        ],
-    );
+    let stderr = intake.run_refused(&[
+        "client",
+        "add-address",
+        "bob@contoso.com",
+        "ada@contoso.com",
+    ]);
     assert!(stderr.contains("--as-address"), "{stderr}");
-    refused(&intake, &["client", "add", "ada@home.example"]);
+    intake.run_refused(&["client", "add", "ada@home.example"]);
     let csv = intake.path("clash.csv");
     std::fs::write(&csv, "email\nada@home.example\n").expect("writing the CSV");
-    let stderr = refused(&intake, &["client", "import", csv.to_str().expect("utf-8")]);
+    let stderr = intake.run_refused(&["client", "import", csv.to_str().expect("utf-8")]);
     assert!(
         stderr.contains("line 2: ada@home.example is an additional address of ada@contoso.com"),
         "{stderr}"
     );
-    sql_fails(
+    query_fails(
         &intake,
         backend,
         "INSERT INTO client_addresses (address, client_id) \
@@ -415,17 +359,14 @@ async fn additional_addresses_and_merge_as_address(backend: Backend) {
 
     // merge --as-address: bob's mail now lands on ada, with bob's incidents.
     let (_, bobs) = ingest(&intake, "bob@contoso.com", "Bob's", "b1@contoso.com");
-    let merged = json(
-        &intake,
-        &[
-            "client",
-            "merge",
-            "bob@contoso.com",
-            "--into",
-            "ada@contoso.com",
-            "--as-address",
-        ],
-    );
+    let merged = intake.run_json(&[
+        "client",
+        "merge",
+        "bob@contoso.com",
+        "--into",
+        "ada@contoso.com",
+        "--as-address",
+    ]);
     assert_eq!(
         (merged["incidents"].clone(), merged["addresses"].clone()),
         (1.into(), 1.into())
@@ -469,7 +410,7 @@ async fn additional_addresses_and_merge_as_address(backend: Backend) {
         None,
     );
     assert_eq!(
-        json(&intake, &["client", "show", "ada@contoso.com"])["client"]["note"],
+        intake.run_json(&["client", "show", "ada@contoso.com"])["client"]["note"],
         "Prefers phone"
     );
     intake.run_ok(&["client", "note", "ada@contoso.com", "--clear"], None);
@@ -498,16 +439,13 @@ async fn sending_again_and_importing_into_an_organisation(backend: Backend) {
          ben@example.net,Ben,Default,pending\n",
     )
     .expect("writing the CSV");
-    refused(
-        &intake,
-        &[
-            "client",
-            "import",
-            file.to_str().expect("utf-8"),
-            "--org",
-            "Nowhere",
-        ],
-    );
+    intake.run_refused(&[
+        "client",
+        "import",
+        file.to_str().expect("utf-8"),
+        "--org",
+        "Nowhere",
+    ]);
     intake.run_ok(
         &[
             "client",
@@ -527,13 +465,10 @@ async fn sending_again_and_importing_into_an_organisation(backend: Backend) {
         vec!["amy@example.net|Northwind", "ben@example.net|Default"]
     );
 
-    let sent = json(
-        &intake,
-        &["client", "send", "amy@example.net", "registration"],
-    );
+    let sent = intake.run_json(&["client", "send", "amy@example.net", "registration"]);
     assert!(sent["outbound"].as_i64().is_some(), "{sent}");
-    json(&intake, &["client", "send", "amy@example.net", "approval"]);
-    let stderr = refused(&intake, &["client", "send", "ben@example.net", "approval"]);
+    intake.run_json(&["client", "send", "amy@example.net", "approval"]);
+    let stderr = intake.run_refused(&["client", "send", "ben@example.net", "approval"]);
     assert!(stderr.contains("pending"), "{stderr}");
     assert_eq!(
         query(

@@ -211,6 +211,27 @@ impl Intake {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs `intake --json ARGS…`, insisting on success, and parses what it prints.
+    pub fn run_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let stdout = self.run_ok(&all, None);
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{args:?}: {error}\n{stdout}"))
+    }
+
+    /// Runs a command that must be refused: exit 65, the reason on stderr. Returns stderr.
+    pub fn run_refused(&self, args: &[&str]) -> String {
+        let output = self.run(args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(
+            output.status.code(),
+            Some(65),
+            "intake {args:?} should be refused\nstdout:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        stderr
+    }
+
     /// A pool on the test database, for checking rows.
     pub async fn store(&self) -> Store {
         Store::connect(&self.db.url)
@@ -267,10 +288,10 @@ pub fn parse_ingest_line(line: &str) -> IngestLine {
     IngestLine { outcome, hash }
 }
 
-/// Rows as `a|b|c` lines, read the way a person at a shell reads them: the `sqlite3`
-/// command-line client on the SQLite file, `psql` on PostgreSQL.
-pub fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
-    let output = match backend {
+/// Runs one SQL statement with the client staff would use: `sqlite3` on the SQLite file,
+/// `psql` on PostgreSQL (stopping at the first error).
+fn database_client(intake: &Intake, backend: Backend, sql: &str) -> Output {
+    match backend {
         Backend::Sqlite => {
             let file = intake.db.url.trim_start_matches("sqlite://");
             Command::new("sqlite3")
@@ -278,10 +299,26 @@ pub fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
                 .output()
         }
         Backend::Postgres => Command::new("psql")
-            .args([intake.db.url.as_str(), "-X", "-At", "-F", "|", "-c", sql])
+            .args([
+                intake.db.url.as_str(),
+                "-X",
+                "-At",
+                "-F",
+                "|",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .output(),
     }
-    .unwrap_or_else(|error| panic!("{backend:?} client: {error} (scripts/test installs it)"));
+    .unwrap_or_else(|error| panic!("{backend:?} client: {error} (scripts/test installs it)"))
+}
+
+/// Rows as `a|b|c` lines, read the way a person at a shell reads them: the `sqlite3`
+/// command-line client on the SQLite file, `psql` on PostgreSQL.
+pub fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
+    let output = database_client(intake, backend, sql);
     assert!(
         output.status.success(),
         "{sql}: {}",
@@ -291,4 +328,11 @@ pub fn query(intake: &Intake, backend: Backend, sql: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// A statement that must fail, as a viewer would see it fail; returns the error text.
+pub fn query_fails(intake: &Intake, backend: Backend, sql: &str) -> String {
+    let output = database_client(intake, backend, sql);
+    assert!(!output.status.success(), "{sql} should fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

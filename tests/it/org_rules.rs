@@ -2,9 +2,7 @@
 //! that stays enabled, and routing an organisation's incidents to one department. Both
 //! backends, the real binary, and a viewer's SQL where it could make the same change.
 
-use std::process::Command;
-
-use crate::harness::{Backend, Intake, parse_ingest_line, query};
+use crate::harness::{Backend, Intake, parse_ingest_line, query, query_fails};
 
 fn ingest(intake: &Intake, mailbox: &str, from: &str, message_id: &str) -> String {
     let raw = format!(
@@ -89,29 +87,12 @@ async fn sub_domains_and_disabled_organisations(backend: Backend) {
     // The default organisation cannot be disabled, from the CLI or a viewer.
     let output = intake.run(&["org", "disable", "Default"], None);
     assert_eq!(output.status.code(), Some(65));
-    let sql = "UPDATE organisations SET status = 'disabled' WHERE name = 'Default'";
-    let failed = match backend {
-        Backend::Sqlite => Command::new("sqlite3")
-            .args([intake.db.url.trim_start_matches("sqlite://"), sql])
-            .output(),
-        Backend::Postgres => Command::new("psql")
-            .args([
-                intake.db.url.as_str(),
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output(),
-    }
-    .expect("the database client");
-    assert!(!failed.status.success());
-    assert!(
-        String::from_utf8_lossy(&failed.stderr).contains("cannot be disabled"),
-        "{}",
-        String::from_utf8_lossy(&failed.stderr)
+    let stderr = query_fails(
+        &intake,
+        backend,
+        "UPDATE organisations SET status = 'disabled' WHERE name = 'Default'",
     );
+    assert!(stderr.contains("cannot be disabled"), "{stderr}");
 
     // Enabled again, it places new senders once more.
     intake.run_ok(&["org", "enable", "Contoso"], None);
