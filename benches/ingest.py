@@ -4,7 +4,8 @@
 Loads N messages (a realistic mix: mostly small text, some HTML, some with 20-500 KB
 attachments) into a throwaway Dovecot on 127.0.0.1, then times:
   - the ceiling: a bare IMAP fetch of the same messages (benches/imap_ceiling.rs);
-  - intake (release build) ingesting all of them, on SQLite and on PostgreSQL,
+  - intake (release build) ingesting all of them, on SQLite and on PostgreSQL;
+  - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments;
 and reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
 
 Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
@@ -193,6 +194,37 @@ password = "{PASSWORD}"
     return seconds, rss
 
 
+def storage_floor(messages):
+    """Seconds SQLite alone takes to keep what intake must keep of these messages: each raw
+    message and each decoded attachment as a blob, in WAL mode with synchronous=NORMAL, one
+    transaction per 100 messages, like intake. No parsing, no other rows, no indexes: a floor
+    under any ingest into SQLite on this machine, to set beside the IMAP ceiling."""
+    attachments = []
+    for raw in messages:
+        start = raw.find(b"base64\r\n\r\n")
+        attachments.append(base64.b64decode(raw[start + 10:raw.rfind(b"--mix--")]) if start >= 0 else None)
+    workdir = tempfile.mkdtemp(prefix="intake-floor-")
+    try:
+        db = sqlite3.connect(os.path.join(workdir, "floor.db"), isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, raw BLOB NOT NULL)")
+        db.execute("CREATE TABLE attachments (id INTEGER PRIMARY KEY, content BLOB NOT NULL)")
+        started = time.monotonic()
+        for first in range(0, len(messages), 100):
+            db.execute("BEGIN")
+            for raw, attachment in zip(messages[first:first + 100], attachments[first:first + 100]):
+                db.execute("INSERT INTO messages (raw) VALUES (?)", (raw,))
+                if attachment is not None:
+                    db.execute("INSERT INTO attachments (content) VALUES (?)", (attachment,))
+            db.execute("COMMIT")
+        seconds = time.monotonic() - started
+        db.close()
+        return seconds
+    finally:
+        subprocess.run(["rm", "-rf", workdir], check=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -228,6 +260,11 @@ def main():
             rate = len(messages) / seconds
             print(f"{'intake, ' + backend:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
                   f"{rate / ceiling_rate:>12.0%}{rss / 1024:>8.0f} MB", flush=True)
+        if "sqlite" in backends:
+            seconds = storage_floor(messages)
+            rate = len(messages) / seconds
+            print(f"{'SQLite blobs alone':<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
+                  f"{rate / ceiling_rate:>12.0%}{'-':>11}", flush=True)
     finally:
         dovecot.stop()
 

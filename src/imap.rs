@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AfterIngest, ImapAuth, MailboxSettings, Security};
 use crate::message::Origin;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Batch, Pipeline};
 use crate::store::StoreError;
 use crate::store::folders::{self, Checkpoint, FolderKey};
 
@@ -37,7 +37,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// UIDs whose sizes are asked for in one command.
 const SIZE_CHUNK: usize = 500;
 /// Bodies fetched in one command, at most this many bytes (one larger message goes alone).
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Two batches are in memory at a time, one being read while the other is written.
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Bodies fetched in one command, at most this many messages.
 const BATCH_MESSAGES: usize = 100;
 /// IDLE is restarted this often, well before servers drop it (RFC 2177: 29 minutes).
@@ -281,7 +282,9 @@ struct Folder<'a> {
 }
 
 impl Folder<'_> {
-    /// Ingests `uids` in order, in bounded batches; stops between messages when asked.
+    /// Ingests `uids` in order, in bounded batches; stops between batches when asked.
+    /// Two batches are in hand at a time: the next is read and parsed while the previous one is
+    /// written, so the IMAP server, the parser and the database work at once.
     async fn process(
         &mut self,
         session: &mut ImapSession,
@@ -289,6 +292,7 @@ impl Folder<'_> {
         stop: &CancellationToken,
     ) -> Result<(), ImapError> {
         let max_bytes = self.task.pipeline.max_message_bytes();
+        let mut pending = None;
         for chunk in uids.chunks(SIZE_CHUNK) {
             let sizes = fetch_sizes(session, chunk).await?;
             let mut batch: Vec<u32> = Vec::new();
@@ -298,14 +302,17 @@ impl Folder<'_> {
                     continue; // expunged meanwhile
                 };
                 if size > max_bytes {
-                    self.flush(session, &mut batch, stop).await?;
+                    self.advance(session, &mut pending, &mut batch, batch_bytes, stop)
+                        .await?;
+                    self.commit_pending(session, &mut pending).await?;
                     batch_bytes = 0;
                     self.oversized(session, *uid, size).await?;
                 } else {
                     if !batch.is_empty()
                         && (batch_bytes + size > BATCH_BYTES || batch.len() >= BATCH_MESSAGES)
                     {
-                        self.flush(session, &mut batch, stop).await?;
+                        self.advance(session, &mut pending, &mut batch, batch_bytes, stop)
+                            .await?;
                         batch_bytes = 0;
                     }
                     batch.push(*uid);
@@ -315,12 +322,15 @@ impl Folder<'_> {
                     break;
                 }
             }
-            self.flush(session, &mut batch, stop).await?;
+            self.advance(session, &mut pending, &mut batch, batch_bytes, stop)
+                .await?;
             if stop.is_cancelled() {
                 break;
             }
         }
-        Ok(())
+        // Invariant: the batch in hand is committed (with its checkpoint) before a stop is
+        // honoured; a batch only fetched is dropped and stays in the folder.
+        self.commit_pending(session, &mut pending).await
     }
 
     fn origin(&self, uid: u32) -> Origin {
@@ -337,51 +347,95 @@ impl Folder<'_> {
         }
     }
 
-    /// Fetches and ingests `batch`, then applies the after-ingest action to what was committed.
-    async fn flush(
+    /// Fetches and parses `batch` (`bytes` in all) while committing `pending`, then applies the
+    /// after-ingest action to what was committed; `batch` becomes the one pending. After a
+    /// stop, `batch` is not fetched.
+    async fn advance(
         &mut self,
         session: &mut ImapSession,
+        pending: &mut Option<Batch>,
         batch: &mut Vec<u32>,
+        bytes: u64,
         stop: &CancellationToken,
     ) -> Result<(), ImapError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let uids = std::mem::take(batch);
-        // Invariant: a batch is committed whole (with its checkpoint) before a stop is honoured.
-        if stop.is_cancelled() {
+        if uids.is_empty() || stop.is_cancelled() {
             return Ok(());
         }
+        if bytes > BATCH_BYTES {
+            // One large message goes alone: memory holds it and nothing else.
+            self.commit_pending(session, pending).await?;
+        }
+        let previous = pending.take();
+        let (fetched, committed) =
+            tokio::join!(self.fetch(session, &uids), self.commit(previous.as_ref()));
+        // The commit counts even when the fetch failed; its action waits for the recovery pass.
+        let committed = committed?;
+        if let Some(last) = committed.iter().max() {
+            self.last_uid = self.last_uid.max(*last);
+        }
+        let fetched = fetched?;
+        self.after_ingest(session, &committed).await?;
+        *pending = Some(fetched);
+        Ok(())
+    }
+
+    /// Commits the pending batch, if any, and applies its after-ingest action.
+    async fn commit_pending(
+        &mut self,
+        session: &mut ImapSession,
+        pending: &mut Option<Batch>,
+    ) -> Result<(), ImapError> {
+        let committed = self.commit(pending.take().as_ref()).await?;
+        if let Some(last) = committed.iter().max() {
+            self.last_uid = self.last_uid.max(*last);
+        }
+        self.after_ingest(session, &committed).await
+    }
+
+    /// Reads the bodies of `uids` and parses them on a blocking thread.
+    async fn fetch(&self, session: &mut ImapSession, uids: &[u32]) -> Result<Batch, ImapError> {
         let started = std::time::Instant::now();
-        let bodies = fetch_bodies(session, &uids, "BODY.PEEK[]").await?;
-        let fetched = started.elapsed();
+        let bodies = fetch_bodies(session, uids, "BODY.PEEK[]").await?;
         let items: Vec<(u32, Vec<u8>, Origin)> = bodies
             .into_iter()
             .map(|(uid, raw)| (uid, raw, self.origin(uid)))
             .collect();
+        let batch = self
+            .task
+            .pipeline
+            .parse_batch(items)
+            .await
+            .map_err(|why| ImapError::Local(format!("parsing a batch failed: {why}")))?;
+        tracing::debug!(
+            messages = batch.len(),
+            fetch_ms = started.elapsed().as_millis() as u64,
+            "batch fetched"
+        );
+        Ok(batch)
+    }
+
+    /// Commits `batch` with the folder checkpoint; the UIDs committed.
+    async fn commit(&self, batch: Option<&Batch>) -> Result<Vec<u32>, ImapError> {
+        let Some(batch) = batch.filter(|batch| !batch.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let started = std::time::Instant::now();
         let applied = self
             .task
             .pipeline
-            .ingest_batch(&items, &self.task.key, self.uid_validity)
+            .ingest_batch(batch, &self.task.key, self.uid_validity)
             .await?;
-        let done: Vec<u32> = items.iter().map(|(uid, _, _)| *uid).collect();
-        if let Some(last) = done.iter().max() {
-            self.last_uid = self.last_uid.max(*last);
-        }
         self.task
             .activity
             .messages
             .fetch_add(applied.len() as u64, Ordering::Relaxed);
-        let ingested = started.elapsed();
-        self.after_ingest(session, &done).await?;
         tracing::debug!(
-            messages = done.len(),
-            fetch_ms = fetched.as_millis() as u64,
-            ingest_ms = (ingested - fetched).as_millis() as u64,
-            action_ms = (started.elapsed() - ingested).as_millis() as u64,
+            messages = applied.len(),
+            ingest_ms = started.elapsed().as_millis() as u64,
             "batch committed"
         );
-        Ok(())
+        Ok(batch.uids().collect())
     }
 
     async fn ingest(&mut self, uid: u32, raw: &[u8], origin: Origin) -> Result<(), ImapError> {

@@ -83,6 +83,28 @@ impl Rules {
     }
 }
 
+/// An IMAP batch as fetched and parsed, not yet committed.
+pub struct Batch {
+    /// `(uid, raw bytes, origin)` in UID order.
+    items: Vec<(u32, Vec<u8>, Origin)>,
+    /// `items`, parsed, in the same order.
+    parsed: Vec<Inbound>,
+}
+
+impl Batch {
+    pub fn uids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.items.iter().map(|(uid, _, _)| *uid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 impl Pipeline {
     pub fn new(store: Store, settings: &Settings) -> Pipeline {
         Pipeline {
@@ -181,28 +203,42 @@ impl Pipeline {
         .await
     }
 
+    /// Parses an IMAP batch on a blocking thread, so that the folder task can read the next
+    /// batch while the previous one is being written.
+    pub async fn parse_batch(
+        &self,
+        items: Vec<(u32, Vec<u8>, Origin)>,
+    ) -> Result<Batch, tokio::task::JoinError> {
+        let rules = self.rules();
+        tokio::task::spawn_blocking(move || {
+            let parsed = items
+                .iter()
+                .map(|(_, raw, origin)| rules.parse(raw, origin))
+                .collect();
+            Batch { items, parsed }
+        })
+        .await
+    }
+
     /// Ingests messages from one IMAP folder in ONE transaction that also moves the folder's
     /// checkpoint past the last of them: one commit (one fsync) per batch, not per message.
     /// If any message fails in any way other than the database being away, the batch is
     /// rolled back and each message goes through `ingest` on its own, with its own handling.
     pub async fn ingest_batch(
         &self,
-        items: &[(u32, Vec<u8>, Origin)],
+        batch: &Batch,
         key: &FolderKey,
         uid_validity: u32,
     ) -> Result<Vec<Applied>, StoreError> {
-        let Some(last_uid) = items.iter().map(|(uid, _, _)| *uid).max() else {
+        let Batch { items, parsed } = batch;
+        let Some(last_uid) = batch.uids().max() else {
             return Ok(Vec::new());
         };
         let rules = self.rules();
-        let parsed: Vec<Inbound> = items
-            .iter()
-            .map(|(_, raw, origin)| rules.parse(raw, origin))
-            .collect();
         let mut tx = self.store.begin().await?;
         let attempt = async {
             let mut results = Vec::with_capacity(items.len());
-            for ((_, raw, origin), inbound) in items.iter().zip(&parsed) {
+            for ((_, raw, origin), inbound) in items.iter().zip(parsed) {
                 let received = Received {
                     inbound,
                     raw,

@@ -62,8 +62,9 @@ pub async fn apply(
             acknowledge,
             ..
         } => {
-            let (client_id, organisation_id) = resolve_client(tx, client, inbound, facts, now)
-                .await?
+            let resolved = resolve_client(tx, client, inbound, facts, now).await?;
+            let (client_id, organisation_id) = resolved
+                .client
                 .ok_or_else(|| StoreError::Failed("a new incident needs a client".to_string()))?;
             let (new_incident, hash) = create_incident(
                 tx,
@@ -84,23 +85,27 @@ pub async fn apply(
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             insert_attachments(tx, stored, inbound).await?;
-            if *acknowledge && let Some(sender) = &inbound.sender {
-                enqueue(
-                    tx,
-                    "acknowledgement",
-                    &sender.address,
-                    Some(client_id),
-                    incident_id,
-                    Some(stored),
-                    now,
-                )
-                .await?;
+            let mut mail = Vec::with_capacity(2);
+            if resolved.registration_due {
+                mail.push(Queued::registration(client_id));
             }
+            if *acknowledge {
+                mail.push(Queued {
+                    template: "acknowledgement",
+                    client_id: Some(client_id),
+                    incident_id,
+                    reply_to_message_id: Some(stored),
+                });
+            }
+            enqueue_for_sender(tx, inbound, &mail, now).await?;
         }
         Decision::Append {
             incident, client, ..
         } => {
-            resolve_client(tx, client, inbound, facts, now).await?;
+            let resolved = resolve_client(tx, client, inbound, facts, now).await?;
+            if let (true, Some((client_id, _))) = (resolved.registration_due, resolved.client) {
+                enqueue_for_sender(tx, inbound, &[Queued::registration(client_id)], now).await?;
+            }
             incident_id = Some(*incident);
             incident_hash = hash_in_facts(facts, *incident);
             let stored = insert_message(tx, received, incident_id, true, now).await?;
@@ -197,15 +202,23 @@ fn hash_in_facts(facts: &Facts, incident: IncidentId) -> Option<String> {
         .map(|candidate| candidate.hash.clone())
 }
 
+/// Who a message is recorded against.
+struct Resolved {
+    /// The client and their organisation; `None` for an unregistered sender.
+    client: Option<(ClientId, OrganisationId)>,
+    /// A client registered just now who is to get the registration mail.
+    registration_due: bool,
+}
+
 /// The client and organisation the message is recorded against, registering a new client
-/// (and queueing their registration mail) when the plan says so.
+/// when the plan says so. The caller queues the registration mail.
 async fn resolve_client(
     tx: &mut Tx,
     plan: &ClientPlan,
     inbound: &Inbound,
     facts: &Facts,
     now: Timestamp,
-) -> Result<Option<(ClientId, OrganisationId)>, StoreError> {
+) -> Result<Resolved, StoreError> {
     match plan {
         ClientPlan::Known(id) => {
             let organisation = facts
@@ -214,48 +227,67 @@ async fn resolve_client(
                 .filter(|client| client.id == *id)
                 .map(|client| client.organisation)
                 .ok_or_else(|| StoreError::Failed(format!("client {id} is not the sender")))?;
-            Ok(Some((*id, organisation)))
+            Ok(Resolved {
+                client: Some((*id, organisation)),
+                registration_due: false,
+            })
         }
-        ClientPlan::Unregistered => Ok(None),
+        ClientPlan::Unregistered => Ok(Resolved {
+            client: None,
+            registration_due: false,
+        }),
         ClientPlan::Register(new_client) => {
             let sender = inbound.sender.as_ref().ok_or_else(|| {
                 StoreError::Failed("cannot register a message without a sender".to_string())
             })?;
             let organisation = organisation_for(tx, new_client, facts, now).await?;
-            let reference = super::references::new_reference(tx).await?;
-            let inserted: Option<i64> = on_tx!(tx, conn => {
-                sqlx::query_scalar(
-                    "INSERT INTO clients (email, display_name, organisation_id, approval, standing, \
-                     created_at, updated_at, reference) VALUES ($1, $2, $3, $4, 'normal', $5, $5, $6) \
-                     ON CONFLICT DO NOTHING RETURNING id",
-                )
-                .bind(&sender.address)
-                .bind(&sender.name)
-                .bind(organisation)
-                .bind(new_client.approval.as_str())
-                .bind(now)
-                .bind(&reference)
-                .fetch_optional(&mut *conn)
-                .await?
-            });
-            let client_id = inserted.ok_or_else(|| {
-                StoreError::Conflict(format!("{} was registered concurrently", sender.address))
-            })?;
-            if new_client.send_registration {
-                enqueue(
-                    tx,
-                    "registration",
-                    &sender.address,
-                    Some(client_id),
-                    None,
-                    None,
-                    now,
-                )
-                .await?;
-            }
-            Ok(Some((client_id, organisation)))
+            let client_id = insert_client(tx, sender, organisation, new_client, now).await?;
+            Ok(Resolved {
+                client: Some((client_id, organisation)),
+                registration_due: new_client.send_registration,
+            })
         }
     }
+}
+
+/// Inserts a new client with a reference never issued before, in one statement per draw: the
+/// insert itself skips a reference already issued, and only a failed insert asks why.
+async fn insert_client(
+    tx: &mut Tx,
+    sender: &crate::message::Mailbox,
+    organisation: OrganisationId,
+    new_client: &NewClient,
+    now: Timestamp,
+) -> Result<ClientId, StoreError> {
+    for reference in super::references::draws() {
+        let inserted: Option<i64> = on_tx!(tx, conn => {
+            sqlx::query_scalar(
+                "INSERT INTO clients (email, display_name, organisation_id, approval, standing, \
+                 created_at, updated_at, reference) \
+                 SELECT $1, $2, $3, $4, 'normal', $5, $5, $6 \
+                 WHERE NOT EXISTS (SELECT 1 FROM client_references WHERE reference = $6) \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(&sender.address)
+            .bind(&sender.name)
+            .bind(organisation)
+            .bind(new_client.approval.as_str())
+            .bind(now)
+            .bind(&reference)
+            .fetch_optional(&mut *conn)
+            .await?
+        });
+        if let Some(client_id) = inserted {
+            return Ok(client_id);
+        }
+        if !super::references::issued(tx, &reference).await? {
+            return Err(StoreError::Conflict(format!(
+                "{} was registered concurrently",
+                sender.address
+            )));
+        }
+    }
+    Err(super::references::exhausted())
 }
 
 async fn organisation_for(
@@ -475,7 +507,75 @@ async fn touch_incident(
     Ok(())
 }
 
-/// Queues a mail for the outbound worker.
+/// A mail `apply` queues for the sender.
+struct Queued {
+    template: &'static str,
+    client_id: Option<ClientId>,
+    incident_id: Option<IncidentId>,
+    reply_to_message_id: Option<i64>,
+}
+
+impl Queued {
+    fn registration(client_id: ClientId) -> Queued {
+        Queued {
+            template: "registration",
+            client_id: Some(client_id),
+            incident_id: None,
+            reply_to_message_id: None,
+        }
+    }
+}
+
+/// Queues `mail` to the message's sender, in order; two rows (registration and
+/// acknowledgement, the usual first message) in one statement.
+async fn enqueue_for_sender(
+    tx: &mut Tx,
+    inbound: &Inbound,
+    mail: &[Queued],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(sender) = &inbound.sender else {
+        return Ok(());
+    };
+    let recipient = &sender.address;
+    if let [first, second] = mail {
+        on_tx!(tx, conn => {
+            sqlx::query(
+                "INSERT INTO outbound (template, recipient, client_id, incident_id, \
+                 reply_to_message_id, state, attempts, next_attempt_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6), \
+                 ($7, $2, $8, $9, $10, 'queued', 0, $6, $6, $6)",
+            )
+            .bind(first.template)
+            .bind(recipient)
+            .bind(first.client_id)
+            .bind(first.incident_id)
+            .bind(first.reply_to_message_id)
+            .bind(now)
+            .bind(second.template)
+            .bind(second.client_id)
+            .bind(second.incident_id)
+            .bind(second.reply_to_message_id)
+            .execute(&mut *conn)
+            .await?;
+        });
+        return Ok(());
+    }
+    for one in mail {
+        enqueue(
+            tx,
+            one.template,
+            recipient,
+            one.client_id,
+            one.incident_id,
+            one.reply_to_message_id,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Queues one outbound mail, due now; the worker applies the loop rules and limits when it
 /// sends. Returns the row's id. `store::admin` queues through here too.
 pub(super) async fn enqueue(

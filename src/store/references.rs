@@ -15,19 +15,27 @@ const TRIES_PER_LENGTH: usize = 8;
 
 /// A reference no client has ever had, for a client inserted in this transaction.
 pub async fn new_reference(tx: &mut Tx) -> Result<String, StoreError> {
-    for digits in 5..=9u32 {
-        for _ in 0..TRIES_PER_LENGTH {
-            let low = 10u64.pow(digits - 1);
-            let number = rand::rng().random_range(low..low * 10);
-            let reference = format!("C-{number}");
-            if !issued(tx, &reference).await? {
-                return Ok(reference);
-            }
+    for reference in draws() {
+        if !issued(tx, &reference).await? {
+            return Ok(reference);
         }
     }
-    Err(StoreError::Failed(
-        "no free client reference could be drawn".to_string(),
-    ))
+    Err(exhausted())
+}
+
+/// Random references to try in turn: five digits while that is easy, more when crowded.
+pub fn draws() -> impl Iterator<Item = String> {
+    (5..=9u32).flat_map(|digits| {
+        (0..TRIES_PER_LENGTH).map(move |_| {
+            let low = 10u64.pow(digits - 1);
+            format!("C-{}", rand::rng().random_range(low..low * 10))
+        })
+    })
+}
+
+/// The error when every draw was taken.
+pub fn exhausted() -> StoreError {
+    StoreError::Failed("no free client reference could be drawn".to_string())
 }
 
 /// Was this reference ever issued (to anyone, even a client since deleted)?
