@@ -14,7 +14,7 @@ use crate::config::{DepartmentAccess, Settings};
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{Policy, decide};
 use crate::message::{Inbound, Origin};
-use crate::store::apply::{Applied, Received, apply, record_failure};
+use crate::store::apply::{Applied, Deferred, Received, apply, record_failure};
 use crate::store::folders::{self, Checkpoint, FolderKey};
 use crate::store::{Store, StoreError, Tx, facts};
 
@@ -56,11 +56,13 @@ impl Rules {
         Inbound::parse_sized(raw, size_bytes, self.max_message_bytes)
     }
 
-    /// Facts, decision and rows for one message, in the caller's transaction.
+    /// Facts, decision and rows for one message, in the caller's transaction; the rows left in
+    /// `deferred` are the caller's to write before it commits.
     async fn decide_and_apply(
         &self,
         tx: &mut Tx,
         received: &Received<'_>,
+        deferred: &mut Deferred,
     ) -> Result<Applied, StoreError> {
         let facts = facts::gather(
             tx,
@@ -78,6 +80,7 @@ impl Rules {
             &facts,
             &self.hash_format,
             &self.routes,
+            deferred,
         )
         .await
     }
@@ -162,7 +165,11 @@ impl Pipeline {
         for _ in 0..MAX_CONFLICT_ATTEMPTS {
             let mut tx = self.store.begin().await?;
             let attempt = async {
-                let applied = rules.decide_and_apply(&mut tx, &received).await?;
+                let mut deferred = Deferred::default();
+                let applied = rules
+                    .decide_and_apply(&mut tx, &received, &mut deferred)
+                    .await?;
+                deferred.write(&mut tx).await?;
                 if let Some(checkpoint) = checkpoint {
                     folders::advance(&mut tx, checkpoint).await?;
                 }
@@ -238,14 +245,20 @@ impl Pipeline {
         let mut tx = self.store.begin().await?;
         let attempt = async {
             let mut results = Vec::with_capacity(items.len());
+            let mut deferred = Deferred::default();
             for ((_, raw, origin), inbound) in items.iter().zip(parsed) {
                 let received = Received {
                     inbound,
                     raw,
                     origin,
                 };
-                results.push(rules.decide_and_apply(&mut tx, &received).await?);
+                results.push(
+                    rules
+                        .decide_and_apply(&mut tx, &received, &mut deferred)
+                        .await?,
+                );
             }
+            deferred.write(&mut tx).await?;
             let checkpoint = Checkpoint {
                 key,
                 uid_validity,

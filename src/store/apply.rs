@@ -1,9 +1,13 @@
 //! Writes a `Decision` in the caller's transaction: the client registration, the incident, the
 //! message with its raw bytes and attachments, the `ingest_log` row and the `outbound` rows.
 //!
-//! Invariant: every call writes exactly one `ingest_log` row, and keeps the raw bytes of every
+//! Invariant: every call leaves exactly one `ingest_log` row, and keeps the raw bytes of every
 //! message it has not already stored byte for byte. A unique-key race with another writer
 //! becomes `StoreError::Conflict`, and the pipeline runs the whole transaction again.
+//!
+//! The `ingest_log` and `outbound` rows go into `Deferred`, which the caller writes before it
+//! commits: nothing in the transaction reads them back, so a batch of messages writes them in
+//! a few multi-row statements instead of one or two per message.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +32,6 @@ pub struct Applied {
     pub incident_id: Option<IncidentId>,
     pub incident_hash: Option<String>,
     pub message_id: Option<i64>,
-    pub log_id: i64,
 }
 
 /// The message being applied, as read, with the bytes it came from.
@@ -38,6 +41,120 @@ pub struct Received<'a> {
     pub origin: &'a Origin,
 }
 
+/// Rows left for the end of the transaction; `write` them before committing.
+#[derive(Default)]
+pub struct Deferred {
+    logs: Vec<LogRow>,
+    mail: Vec<MailRow>,
+}
+
+/// One `ingest_log` row.
+struct LogRow {
+    logged_at: Timestamp,
+    source: String,
+    mailbox: Option<String>,
+    message_id_header: Option<String>,
+    sender: Option<String>,
+    subject: String,
+    outcome: Outcome,
+    reason: Option<String>,
+    incident_id: Option<IncidentId>,
+    message_id: Option<i64>,
+}
+
+/// One `outbound` row, queued and due now.
+struct MailRow {
+    template: &'static str,
+    recipient: String,
+    client_id: Option<ClientId>,
+    incident_id: Option<IncidentId>,
+    reply_to_message_id: Option<i64>,
+    queued_at: Timestamp,
+}
+
+/// Rows per multi-row statement: 100 log rows bind 1,000 values, far below either backend's
+/// limit (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 100;
+
+impl Deferred {
+    /// Writes the rows left so far, in the order they were left, and forgets them.
+    pub async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        for rows in self.logs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO ingest_log (logged_at, source, mailbox, message_id_header, sender, \
+                 subject, outcome, reason, incident_id, message_id) VALUES {}",
+                placeholders(rows.len(), 10)
+            );
+            on_tx!(tx, conn => {
+                // Not kept prepared: the text changes with the number of rows.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for row in rows {
+                    query = query
+                        .bind(row.logged_at)
+                        .bind(&row.source)
+                        .bind(&row.mailbox)
+                        .bind(&row.message_id_header)
+                        .bind(&row.sender)
+                        .bind(&row.subject)
+                        .bind(row.outcome.as_str())
+                        .bind(&row.reason)
+                        .bind(row.incident_id)
+                        .bind(row.message_id);
+                }
+                query.execute(&mut *conn).await?;
+            });
+        }
+        for rows in self.mail.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO outbound (template, recipient, client_id, incident_id, \
+                 reply_to_message_id, next_attempt_at, created_at, updated_at, state, attempts) \
+                 VALUES {}",
+                placeholders_then(rows.len(), 8, "'queued', 0")
+            );
+            on_tx!(tx, conn => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for row in rows {
+                    query = query
+                        .bind(row.template)
+                        .bind(&row.recipient)
+                        .bind(row.client_id)
+                        .bind(row.incident_id)
+                        .bind(row.reply_to_message_id)
+                        .bind(row.queued_at)
+                        .bind(row.queued_at)
+                        .bind(row.queued_at);
+                }
+                query.execute(&mut *conn).await?;
+            });
+        }
+        self.logs.clear();
+        self.mail.clear();
+        Ok(())
+    }
+}
+
+/// `($1, $2), ($3, $4)`: numbered placeholders for `rows` rows of `columns` values each.
+fn placeholders(rows: usize, columns: usize) -> String {
+    placeholders_then(rows, columns, "")
+}
+
+/// Like `placeholders`, each row ending in the SQL constants `constants` (when not empty).
+fn placeholders_then(rows: usize, columns: usize, constants: &str) -> String {
+    (0..rows)
+        .map(|row| {
+            let mut values: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            if !constants.is_empty() {
+                values.push(constants.to_string());
+            }
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies `decision`; its `ingest_log` and `outbound` rows are left in `deferred`.
 pub async fn apply(
     tx: &mut Tx,
     received: &Received<'_>,
@@ -45,6 +162,7 @@ pub async fn apply(
     facts: &Facts,
     hash_format: &HashFormat,
     routes: &BTreeMap<String, String>,
+    deferred: &mut Deferred,
 ) -> Result<Applied, StoreError> {
     let now = Timestamp::now();
     let inbound = received.inbound;
@@ -97,14 +215,14 @@ pub async fn apply(
                     reply_to_message_id: Some(stored),
                 });
             }
-            enqueue_for_sender(tx, inbound, &mail, now).await?;
+            enqueue_for_sender(deferred, inbound, &mail, now);
         }
         Decision::Append {
             incident, client, ..
         } => {
             let resolved = resolve_client(tx, client, inbound, facts, now).await?;
             if let (true, Some((client_id, _))) = (resolved.registration_due, resolved.client) {
-                enqueue_for_sender(tx, inbound, &[Queued::registration(client_id)], now).await?;
+                enqueue_for_sender(deferred, inbound, &[Queued::registration(client_id)], now);
             }
             incident_id = Some(*incident);
             incident_hash = hash_in_facts(facts, *incident);
@@ -164,24 +282,17 @@ pub async fn apply(
         .sender
         .as_ref()
         .map(|mailbox| mailbox.address.clone());
-    let log_id: i64 = on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "INSERT INTO ingest_log (logged_at, source, mailbox, message_id_header, sender, subject, \
-             outcome, reason, incident_id, message_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(now)
-        .bind(&received.origin.source)
-        .bind(&received.origin.mailbox)
-        .bind(&inbound.message_id)
-        .bind(&sender)
-        .bind(&inbound.subject)
-        .bind(outcome.as_str())
-        .bind(&reason)
-        .bind(incident_id)
-        .bind(message_id)
-        .fetch_one(&mut *conn)
-        .await?
+    deferred.logs.push(LogRow {
+        logged_at: now,
+        source: received.origin.source.clone(),
+        mailbox: received.origin.mailbox.clone(),
+        message_id_header: inbound.message_id.clone(),
+        sender,
+        subject: inbound.subject.clone(),
+        outcome,
+        reason: reason.clone(),
+        incident_id,
+        message_id,
     });
     Ok(Applied {
         outcome,
@@ -189,7 +300,6 @@ pub async fn apply(
         incident_id,
         incident_hash,
         message_id,
-        log_id,
     })
 }
 
@@ -526,54 +636,21 @@ impl Queued {
     }
 }
 
-/// Queues `mail` to the message's sender, in order; two rows (registration and
-/// acknowledgement, the usual first message) in one statement.
-async fn enqueue_for_sender(
-    tx: &mut Tx,
-    inbound: &Inbound,
-    mail: &[Queued],
-    now: Timestamp,
-) -> Result<(), StoreError> {
+/// Queues `mail` to the message's sender, in order, with the deferred rows.
+fn enqueue_for_sender(deferred: &mut Deferred, inbound: &Inbound, mail: &[Queued], now: Timestamp) {
     let Some(sender) = &inbound.sender else {
-        return Ok(());
+        return;
     };
-    let recipient = &sender.address;
-    if let [first, second] = mail {
-        on_tx!(tx, conn => {
-            sqlx::query(
-                "INSERT INTO outbound (template, recipient, client_id, incident_id, \
-                 reply_to_message_id, state, attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6), \
-                 ($7, $2, $8, $9, $10, 'queued', 0, $6, $6, $6)",
-            )
-            .bind(first.template)
-            .bind(recipient)
-            .bind(first.client_id)
-            .bind(first.incident_id)
-            .bind(first.reply_to_message_id)
-            .bind(now)
-            .bind(second.template)
-            .bind(second.client_id)
-            .bind(second.incident_id)
-            .bind(second.reply_to_message_id)
-            .execute(&mut *conn)
-            .await?;
-        });
-        return Ok(());
-    }
     for one in mail {
-        enqueue(
-            tx,
-            one.template,
-            recipient,
-            one.client_id,
-            one.incident_id,
-            one.reply_to_message_id,
-            now,
-        )
-        .await?;
+        deferred.mail.push(MailRow {
+            template: one.template,
+            recipient: sender.address.clone(),
+            client_id: one.client_id,
+            incident_id: one.incident_id,
+            reply_to_message_id: one.reply_to_message_id,
+            queued_at: now,
+        });
     }
-    Ok(())
 }
 
 /// Queues one outbound mail, due now; the worker applies the loop rules and limits when it
@@ -620,8 +697,8 @@ pub async fn record_failure(
         .sender
         .as_ref()
         .map(|mailbox| mailbox.address.clone());
-    let (message_id, log_id): (Option<i64>, i64) = on_tx!(tx, conn => {
-        let message_id: Option<i64> = sqlx::query_scalar(
+    let message_id: Option<i64> = on_tx!(tx, conn => {
+        sqlx::query_scalar(
             "INSERT INTO messages (direction, message_id_header, from_address, subject, received_at, \
              size_bytes, raw_sha256, raw_is_complete, raw, dedup_key) \
              VALUES ('inbound', $1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -637,29 +714,42 @@ pub async fn record_failure(
         .bind(raw)
         .bind(&dedup_key)
         .fetch_optional(&mut *conn)
-        .await?;
-        let log_id: i64 = sqlx::query_scalar(
-            "INSERT INTO ingest_log (logged_at, source, mailbox, message_id_header, sender, subject, \
-             outcome, reason, message_id) VALUES ($1, $2, $3, $4, $5, $6, 'error', $7, $8) RETURNING id",
-        )
-        .bind(now)
-        .bind(&origin.source)
-        .bind(&origin.mailbox)
-        .bind(&inbound.message_id)
-        .bind(&sender)
-        .bind(&inbound.subject)
-        .bind(&reason)
-        .bind(message_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        (message_id, log_id)
+        .await?
     });
+    let mut log = Deferred::default();
+    log.logs.push(LogRow {
+        logged_at: now,
+        source: origin.source.clone(),
+        mailbox: origin.mailbox.clone(),
+        message_id_header: inbound.message_id.clone(),
+        sender,
+        subject: inbound.subject.clone(),
+        outcome: Outcome::Error,
+        reason: Some(reason.clone()),
+        incident_id: None,
+        message_id,
+    });
+    log.write(tx).await?;
     Ok(Applied {
         outcome: Outcome::Error,
         reason: Some(reason),
         incident_id: None,
         incident_hash: None,
         message_id,
-        log_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_row_by_row() {
+        assert_eq!(placeholders(1, 2), "($1, $2)");
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            placeholders_then(2, 2, "'queued', 0"),
+            "($1, $2, 'queued', 0), ($3, $4, 'queued', 0)"
+        );
+    }
 }
