@@ -301,6 +301,35 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
         .await,
         MESSAGES as i64
     );
+    // One registration per sender (37 of them), queued before that sender's first
+    // acknowledgement; a batch queues more rows than one multi-row insert takes.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(DISTINCT recipient) FROM outbound WHERE template = 'registration'"
+        )
+        .await,
+        37
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM outbound WHERE template = 'registration'"
+        )
+        .await,
+        37
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM outbound r WHERE r.template = 'registration' AND r.id > \
+             (SELECT min(a.id) FROM outbound a WHERE a.template = 'acknowledgement' \
+              AND a.recipient = r.recipient)"
+        )
+        .await,
+        0,
+        "a registration queued after its sender's first acknowledgement"
+    );
     drop(daemon);
     store.close().await;
 }
