@@ -9,6 +9,7 @@ attachments) into a throwaway Dovecot on 127.0.0.1, then times:
 and reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
 
 Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
+  [--mix text] [--large N]
 PostgreSQL: INTAKE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 Bounded: every wait has a deadline, and everything started here is stopped by PID at the end.
 """
@@ -61,6 +62,24 @@ def generate(count, seed, attachments=True):
                     f'Content-Disposition: attachment; filename="scan{index}.pdf"\r\n'
                     "Content-Transfer-Encoding: base64\r\n\r\n" + payload + "--mix--\r\n")
         messages.append(body.encode())
+    return messages
+
+
+def large_messages(count, seed):
+    """Messages just under the default max_message_bytes (25 MiB): an 18 MB attachment each,
+    24.6 MB encoded. Peak RSS with these shows what the largest accepted message costs."""
+    rng = random.Random(seed)
+    messages = []
+    for index in range(count):
+        payload = base64.encodebytes(rng.randbytes(18_000_000)).decode().replace("\n", "\r\n")
+        messages.append((
+            f"From: big{index}@large.example\r\nTo: support@example.com\r\nSubject: large {index}\r\n"
+            f"Message-ID: <large-{index}@large.example>\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="mix"\r\n\r\n'
+            "--mix\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe scans, as promised.\r\n"
+            f'--mix\r\nContent-Type: application/pdf; name="large{index}.pdf"\r\n'
+            f'Content-Disposition: attachment; filename="large{index}.pdf"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n" + payload + "--mix--\r\n").encode())
     return messages
 
 
@@ -232,6 +251,8 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mix", choices=["realistic", "text"], default="realistic",
                         help="text: no attachments, to separate per-message from per-byte costs")
+    parser.add_argument("--large", type=int, default=0,
+                        help="also this many 24.6 MB messages, spread through the mailbox (peak RSS)")
     parser.add_argument("--binary", help="an intake binary to measure instead of building target/release/intake")
     arguments = parser.parse_args()
     postgres_url = os.environ.get("INTAKE_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -243,6 +264,8 @@ def main():
     subprocess.run(["cargo", "bench", "--quiet", "--no-run", "--bench", "imap_ceiling"], cwd=REPO, check=True,
                    capture_output=True)
     messages = generate(arguments.messages, arguments.seed, attachments=arguments.mix == "realistic")
+    for index, large in enumerate(large_messages(arguments.large, arguments.seed)):
+        messages.insert((index + 1) * len(messages) // (arguments.large + 1), large)
     total = sum(len(raw) for raw in messages)
     with_attachments = sum(1 for raw in messages if b'filename="scan' in raw)
     print(f"{len(messages)} messages, {total / 1e6:.1f} MB ({with_attachments} with attachments)", flush=True)
