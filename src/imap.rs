@@ -362,8 +362,11 @@ impl Folder<'_> {
         if uids.is_empty() || stop.is_cancelled() {
             return Ok(());
         }
-        if bytes > BATCH_BYTES {
-            // One large message goes alone: memory holds it and nothing else.
+        let pending_is_large = pending
+            .as_ref()
+            .is_some_and(|batch| batch.bytes() > BATCH_BYTES);
+        if bytes > BATCH_BYTES || pending_is_large {
+            // A large message goes alone: it is never in memory beside another batch.
             self.commit_pending(session, pending).await?;
         }
         let previous = pending.take();

@@ -103,6 +103,11 @@ impl Batch {
         self.items.len()
     }
 
+    /// The raw bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.items.iter().map(|(_, raw, _)| raw.len() as u64).sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

@@ -539,6 +539,81 @@ async fn oversized_message_is_recorded_by_headers_and_moved_aside() {
 }
 
 #[tokio::test]
+async fn large_messages_between_small_ones_are_each_ingested_once_in_order() {
+    // Over BATCH_BYTES (4 MB), under max_message_bytes: each large message is committed on
+    // its own, while the small ones around it are read ahead and committed in batches.
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    dovecot.create_folder("support", "Done");
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "after_ingest = \"move\"\nmove_to = \"Done\"",
+        ),
+    )
+    .await;
+    let large = |index: usize| {
+        let mut raw = format!(
+            "From: scanner@contoso.com\r\nTo: support@example.com\r\nSubject: Scan {index}\r\n\
+             Message-ID: <scan-{index}@contoso.com>\r\n\r\n"
+        )
+        .into_bytes();
+        for _ in 0..70_000 {
+            raw.extend_from_slice(&[b'x'; 76]);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw
+    };
+    let mut expected = Vec::new();
+    for index in 0..12 {
+        if index == 3 || index == 8 {
+            dovecot.deliver("support", "INBOX", &large(index));
+            expected.push(format!("Scan {index}"));
+        } else {
+            dovecot.deliver("support", "INBOX", &mail(index, "small@contoso.com"));
+            expected.push(format!("Problem number {index}"));
+        }
+    }
+    let store = intake.store().await;
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        12,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "every message to be moved",
+        || async { dovecot.messages("support", "Done").len() == 12 },
+    )
+    .await;
+    assert!(dovecot.messages("support", "INBOX").is_empty());
+    let subjects: Vec<String> = on_pool!(&store, pool => {
+        sqlx::query_scalar("SELECT subject FROM ingest_log WHERE outcome = 'created' ORDER BY id")
+            .fetch_all(pool).await.expect("the log")
+    });
+    assert_eq!(
+        subjects, expected,
+        "one created row per message, in mailbox order"
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 12);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM messages WHERE length(raw) > 5000000 AND raw_is_complete"
+        )
+        .await,
+        2,
+        "the large messages are stored whole"
+    );
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn tls_is_verified_and_a_private_ca_is_accepted() {
     let dovecot = Dovecot::start(&[
         ("untrusted", PASSWORD),
