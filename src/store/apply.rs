@@ -77,6 +77,29 @@ struct MailRow {
 const ROWS_PER_STATEMENT: usize = 100;
 
 impl Deferred {
+    /// Queues a mail to the message's sender (none without a sender); `about`: the incident
+    /// and the message it answers.
+    fn mail_sender(
+        &mut self,
+        inbound: &Inbound,
+        template: &'static str,
+        client_id: ClientId,
+        about: Option<(IncidentId, i64)>,
+        now: Timestamp,
+    ) {
+        let Some(sender) = &inbound.sender else {
+            return;
+        };
+        self.mail.push(MailRow {
+            template,
+            recipient: sender.address.clone(),
+            client_id: Some(client_id),
+            incident_id: about.map(|(incident, _)| incident),
+            reply_to_message_id: about.map(|(_, message)| message),
+            queued_at: now,
+        });
+    }
+
     /// Writes the rows left so far, in the order they were left, and forgets them.
     pub async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         let style = Placeholders::of(tx);
@@ -221,26 +244,20 @@ pub async fn apply(
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             insert_attachments(tx, stored, inbound).await?;
-            let mut mail = Vec::with_capacity(2);
             if resolved.registration_due {
-                mail.push(Queued::registration(client_id));
+                deferred.mail_sender(inbound, "registration", client_id, None, now);
             }
             if *acknowledge {
-                mail.push(Queued {
-                    template: "acknowledgement",
-                    client_id: Some(client_id),
-                    incident_id,
-                    reply_to_message_id: Some(stored),
-                });
+                let about = Some((new_incident, stored));
+                deferred.mail_sender(inbound, "acknowledgement", client_id, about, now);
             }
-            enqueue_for_sender(deferred, inbound, &mail, now);
         }
         Decision::Append {
             incident, client, ..
         } => {
             let resolved = resolve_client(tx, client, inbound, facts, now).await?;
             if let (true, Some((client_id, _))) = (resolved.registration_due, resolved.client) {
-                enqueue_for_sender(deferred, inbound, &[Queued::registration(client_id)], now);
+                deferred.mail_sender(inbound, "registration", client_id, None, now);
             }
             incident_id = Some(*incident);
             incident_hash = hash_in_facts(facts, *incident);
@@ -635,44 +652,9 @@ async fn touch_incident(
     Ok(())
 }
 
-/// A mail `apply` queues for the sender.
-struct Queued {
-    template: &'static str,
-    client_id: Option<ClientId>,
-    incident_id: Option<IncidentId>,
-    reply_to_message_id: Option<i64>,
-}
-
-impl Queued {
-    fn registration(client_id: ClientId) -> Queued {
-        Queued {
-            template: "registration",
-            client_id: Some(client_id),
-            incident_id: None,
-            reply_to_message_id: None,
-        }
-    }
-}
-
-/// Queues `mail` to the message's sender, in order, with the deferred rows.
-fn enqueue_for_sender(deferred: &mut Deferred, inbound: &Inbound, mail: &[Queued], now: Timestamp) {
-    let Some(sender) = &inbound.sender else {
-        return;
-    };
-    for one in mail {
-        deferred.mail.push(MailRow {
-            template: one.template,
-            recipient: sender.address.clone(),
-            client_id: one.client_id,
-            incident_id: one.incident_id,
-            reply_to_message_id: one.reply_to_message_id,
-            queued_at: now,
-        });
-    }
-}
-
-/// Queues one outbound mail, due now; the worker applies the loop rules and limits when it
-/// sends. Returns the row's id. `store::admin` queues through here too.
+/// Queues one outbound mail, due now, and returns the row's id: staff actions in
+/// `store::admin` queue through here, ingest through `Deferred` (same columns, many rows).
+/// The worker applies the loop rules and limits when it sends.
 pub(super) async fn enqueue(
     tx: &mut Tx,
     template: &str,
