@@ -38,7 +38,12 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One runtime thread. intake's async work is waiting on IMAP, SMTP and the database; its
+    // CPU work (parsing a batch) runs on blocking threads, and SQLite on sqlx's own thread.
+    // Handing a statement to sqlx's SQLite thread and back took 95 µs with a multi-thread
+    // runtime and 26 µs with this one (a PostgreSQL round trip 210 µs and 140 µs): the
+    // multi-thread runtime parks and wakes its workers for every reply (BENCHMARKS.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
