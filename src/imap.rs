@@ -240,10 +240,17 @@ async fn run_session(
         let query = format!("UID {}:*", folder.last_uid.saturating_add(1));
         let last_uid = folder.last_uid;
         let new = search(&mut session, &query, |uid| uid > last_uid).await?;
+        let found = !new.is_empty();
         folder.process(&mut session, new, stop).await?;
         folders::record_success(store, &task.key).await?;
         if stop.is_cancelled() {
             break;
+        }
+        if found {
+            // Search again before waiting: mail that arrived while this batch was processed
+            // was announced (EXISTS) in a response already read, and IDLE would not hear of it
+            // again. Only a search that finds nothing new leads to IDLE or the poll interval.
+            continue;
         }
         if can_idle && mailbox.idle {
             session = idle(session, stop).await?;

@@ -143,6 +143,35 @@ In-Reply-To: <msg-1-alice@contoso.com>\r\n\r\nStill broken.\r\n";
 }
 
 #[tokio::test]
+async fn idle_hears_of_mail_that_arrived_while_a_batch_was_processed() {
+    // Mail delivered one by one while the daemon is busy: the server announces some of it in
+    // answers to the daemon's other commands, never again during IDLE. Each must still be
+    // ingested at once, not at the next IDLE renewal (10 minutes).
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    let store = intake.store().await;
+    wait_until(
+        Duration::from_secs(20),
+        "the mailbox to connect",
+        || async { daemon.log_text().contains("mailbox connected") },
+    )
+    .await;
+    for index in 0..30 {
+        dovecot.deliver("support", "INBOX", &mail(index, "alice@contoso.com"));
+    }
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        30,
+        Duration::from_secs(15),
+    )
+    .await;
+    drop(daemon);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn polling_several_mailboxes_and_after_ingest_actions() {
     let dovecot = Dovecot::start(&[
         ("support", PASSWORD),
