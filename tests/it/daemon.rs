@@ -64,6 +64,16 @@ async fn wait_for_folder_error(store: &Store, mailbox: &str, needles: &[&str], l
 }
 
 /// The number of times a daemon log line contains `text`.
+/// Until the daemon logs that its mailbox is connected (20 s at most).
+async fn wait_connected(daemon: &Daemon) {
+    wait_until(
+        Duration::from_secs(20),
+        "the mailbox to connect",
+        || async { daemon.log_text().contains("mailbox connected") },
+    )
+    .await;
+}
+
 fn occurrences(log: &str, text: &str) -> usize {
     log.matches(text).count()
 }
@@ -74,12 +84,7 @@ async fn idle_delivery_marks_seen_and_sigterm_exits_cleanly() {
     let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
     let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
     let store = intake.store().await;
-    wait_until(
-        Duration::from_secs(20),
-        "the mailbox to connect",
-        || async { daemon.log_text().contains("mailbox connected") },
-    )
-    .await;
+    wait_connected(&daemon).await;
     assert!(
         daemon.log_text().contains("idle=true"),
         "{}",
@@ -151,12 +156,7 @@ async fn idle_hears_of_mail_that_arrived_while_a_batch_was_processed() {
     let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
     let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
     let store = intake.store().await;
-    wait_until(
-        Duration::from_secs(20),
-        "the mailbox to connect",
-        || async { daemon.log_text().contains("mailbox connected") },
-    )
-    .await;
+    wait_connected(&daemon).await;
     for index in 0..30 {
         dovecot.deliver("support", "INBOX", &mail(index, "alice@contoso.com"));
     }
@@ -759,12 +759,7 @@ async fn two_instances_on_postgres_share_a_folder_and_take_over() {
     .await;
     let store = intake.store().await;
     let mut first = Daemon::start(&intake.config, intake.path("first.log"));
-    wait_until(
-        Duration::from_secs(20),
-        "the first instance to connect",
-        || async { first.log_text().contains("mailbox connected") },
-    )
-    .await;
+    wait_connected(&first).await;
     let mut second = Daemon::start(&intake.config, intake.path("second.log"));
     wait_until(
         Duration::from_secs(20),
