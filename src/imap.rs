@@ -381,9 +381,7 @@ impl Folder<'_> {
             tokio::join!(self.fetch(session, &uids), self.commit(previous.as_ref()));
         // The commit counts even when the fetch failed; its action waits for the recovery pass.
         let committed = committed?;
-        if let Some(last) = committed.iter().max() {
-            self.last_uid = self.last_uid.max(*last);
-        }
+        self.note_committed(&committed);
         let fetched = fetched?;
         self.after_ingest(session, &committed).await?;
         *pending = Some(fetched);
@@ -397,10 +395,15 @@ impl Folder<'_> {
         pending: &mut Option<Batch>,
     ) -> Result<(), ImapError> {
         let committed = self.commit(pending.take().as_ref()).await?;
-        if let Some(last) = committed.iter().max() {
+        self.note_committed(&committed);
+        self.after_ingest(session, &committed).await
+    }
+
+    /// The next search starts after what was committed.
+    fn note_committed(&mut self, uids: &[u32]) {
+        if let Some(last) = uids.iter().max() {
             self.last_uid = self.last_uid.max(*last);
         }
-        self.after_ingest(session, &committed).await
     }
 
     /// Reads the bodies of `uids` and parses them on a blocking thread.
@@ -459,7 +462,7 @@ impl Folder<'_> {
             .pipeline
             .ingest(raw, &origin, Some(&checkpoint))
             .await?;
-        self.last_uid = self.last_uid.max(uid);
+        self.note_committed(&[uid]);
         self.task.activity.messages.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(uid, outcome = applied.outcome.as_str(), "committed");
         Ok(())

@@ -16,7 +16,7 @@ use crate::ingest::{
     ClientId, ClientPlan, Decision, Facts, Folder, HoldReason, IncidentId, NewClient,
     OrganisationId, OrganisationPlan, Outcome,
 };
-use crate::message::{Inbound, Origin};
+use crate::message::{Inbound, Mailbox, Origin};
 use crate::on_tx;
 
 use super::{StoreError, Timestamp, Tx};
@@ -77,6 +77,25 @@ struct MailRow {
 const ROWS_PER_STATEMENT: usize = 100;
 
 impl Deferred {
+    /// The message's one `ingest_log` row: what it became, where it came from.
+    fn log(&mut self, origin: &Origin, inbound: &Inbound, applied: &Applied, now: Timestamp) {
+        self.logs.push(LogRow {
+            logged_at: now,
+            source: origin.source.clone(),
+            mailbox: origin.mailbox.clone(),
+            message_id_header: inbound.message_id.clone(),
+            sender: inbound
+                .sender
+                .as_ref()
+                .map(|mailbox| mailbox.address.clone()),
+            subject: inbound.subject.clone(),
+            outcome: applied.outcome,
+            reason: applied.reason.clone(),
+            incident_id: applied.incident_id,
+            message_id: applied.message_id,
+        });
+    }
+
     /// Queues a mail to the message's sender (none without a sender); `about`: the incident
     /// and the message it answers.
     fn mail_sender(
@@ -221,9 +240,8 @@ pub async fn apply(
             acknowledge,
             ..
         } => {
-            let resolved = resolve_client(tx, client, inbound, facts, now).await?;
-            let (client_id, organisation_id) = resolved
-                .client
+            let (client_id, organisation_id) = resolve_client(tx, client, inbound, facts, now)
+                .await?
                 .ok_or_else(|| StoreError::Failed("a new incident needs a client".to_string()))?;
             let (new_incident, hash) = create_incident(
                 tx,
@@ -244,7 +262,7 @@ pub async fn apply(
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             insert_attachments(tx, stored, inbound).await?;
-            if resolved.registration_due {
+            if registration_due(client) {
                 deferred.mail_sender(inbound, "registration", client_id, None, now);
             }
             if *acknowledge {
@@ -256,7 +274,7 @@ pub async fn apply(
             incident, client, ..
         } => {
             let resolved = resolve_client(tx, client, inbound, facts, now).await?;
-            if let (true, Some((client_id, _))) = (resolved.registration_due, resolved.client) {
+            if let (true, Some((client_id, _))) = (registration_due(client), resolved) {
                 deferred.mail_sender(inbound, "registration", client_id, None, now);
             }
             incident_id = Some(*incident);
@@ -311,31 +329,15 @@ pub async fn apply(
         }
     }
 
-    let outcome = decision.outcome();
-    let reason = decision.reason();
-    let sender = inbound
-        .sender
-        .as_ref()
-        .map(|mailbox| mailbox.address.clone());
-    deferred.logs.push(LogRow {
-        logged_at: now,
-        source: received.origin.source.clone(),
-        mailbox: received.origin.mailbox.clone(),
-        message_id_header: inbound.message_id.clone(),
-        sender,
-        subject: inbound.subject.clone(),
-        outcome,
-        reason: reason.clone(),
-        incident_id,
-        message_id,
-    });
-    Ok(Applied {
-        outcome,
-        reason,
+    let applied = Applied {
+        outcome: decision.outcome(),
+        reason: decision.reason(),
         incident_id,
         incident_hash,
         message_id,
-    })
+    };
+    deferred.log(received.origin, inbound, &applied, now);
+    Ok(applied)
 }
 
 /// The hash of an incident the facts named (by header or by tag).
@@ -347,12 +349,9 @@ fn hash_in_facts(facts: &Facts, incident: IncidentId) -> Option<String> {
         .map(|candidate| candidate.hash.clone())
 }
 
-/// Who a message is recorded against.
-struct Resolved {
-    /// The client and their organisation; `None` for an unregistered sender.
-    client: Option<(ClientId, OrganisationId)>,
-    /// A client registered just now who is to get the registration mail.
-    registration_due: bool,
+/// Whether the plan registers the sender and sends them the registration mail.
+fn registration_due(plan: &ClientPlan) -> bool {
+    matches!(plan, ClientPlan::Register(new_client) if new_client.send_registration)
 }
 
 /// The client and organisation the message is recorded against, registering a new client
@@ -363,7 +362,7 @@ async fn resolve_client(
     inbound: &Inbound,
     facts: &Facts,
     now: Timestamp,
-) -> Result<Resolved, StoreError> {
+) -> Result<Option<(ClientId, OrganisationId)>, StoreError> {
     match plan {
         ClientPlan::Known(id) => {
             let organisation = facts
@@ -372,25 +371,16 @@ async fn resolve_client(
                 .filter(|client| client.id == *id)
                 .map(|client| client.organisation)
                 .ok_or_else(|| StoreError::Failed(format!("client {id} is not the sender")))?;
-            Ok(Resolved {
-                client: Some((*id, organisation)),
-                registration_due: false,
-            })
+            Ok(Some((*id, organisation)))
         }
-        ClientPlan::Unregistered => Ok(Resolved {
-            client: None,
-            registration_due: false,
-        }),
+        ClientPlan::Unregistered => Ok(None),
         ClientPlan::Register(new_client) => {
             let sender = inbound.sender.as_ref().ok_or_else(|| {
                 StoreError::Failed("cannot register a message without a sender".to_string())
             })?;
             let organisation = organisation_for(tx, new_client, facts, now).await?;
             let client_id = insert_client(tx, sender, organisation, new_client, now).await?;
-            Ok(Resolved {
-                client: Some((client_id, organisation)),
-                registration_due: new_client.send_registration,
-            })
+            Ok(Some((client_id, organisation)))
         }
     }
 }
@@ -399,7 +389,7 @@ async fn resolve_client(
 /// insert itself skips a reference already issued, and only a failed insert asks why.
 async fn insert_client(
     tx: &mut Tx,
-    sender: &crate::message::Mailbox,
+    sender: &Mailbox,
     organisation: OrganisationId,
     new_client: &NewClient,
     now: Timestamp,
@@ -556,7 +546,7 @@ async fn insert_message(
 ) -> Result<i64, StoreError> {
     let inbound = received.inbound;
     let dedup_key = original.then(|| inbound.dedup_key());
-    let join = |mailboxes: &[crate::message::Mailbox]| {
+    let join = |mailboxes: &[Mailbox]| {
         (!mailboxes.is_empty()).then(|| {
             mailboxes
                 .iter()
@@ -716,27 +706,17 @@ pub async fn record_failure(
         .fetch_optional(&mut *conn)
         .await?
     });
-    let mut log = Deferred::default();
-    log.logs.push(LogRow {
-        logged_at: now,
-        source: origin.source.clone(),
-        mailbox: origin.mailbox.clone(),
-        message_id_header: inbound.message_id.clone(),
-        sender,
-        subject: inbound.subject.clone(),
-        outcome: Outcome::Error,
-        reason: Some(reason.clone()),
-        incident_id: None,
-        message_id,
-    });
-    log.write(tx).await?;
-    Ok(Applied {
+    let applied = Applied {
         outcome: Outcome::Error,
         reason: Some(reason),
         incident_id: None,
         incident_hash: None,
         message_id,
-    })
+    };
+    let mut log = Deferred::default();
+    log.log(origin, inbound, &applied, now);
+    log.write(tx).await?;
+    Ok(applied)
 }
 
 #[cfg(test)]
