@@ -19,6 +19,7 @@ use crate::ingest::{
 use crate::message::{Inbound, Mailbox, Origin};
 use crate::on_tx;
 
+use super::blobs::{self, Blob, Column};
 use super::{StoreError, Timestamp, Tx};
 
 /// Hash collisions are rare (over 10^9 combinations); this many in a row means a bug.
@@ -565,15 +566,18 @@ async fn insert_message(
     };
     let sent_at = inbound.sent_at.map(Timestamp);
     let raw_is_complete = received.origin.raw_is_complete;
+    let raw = Blob::for_value(tx, received.raw);
+    let sql = format!(
+        "INSERT INTO messages (incident_id, direction, message_id_header, in_reply_to, \
+         references_header, from_address, from_name, to_addresses, cc_addresses, subject, \
+         text_body, html_body, sent_at, received_at, size_bytes, raw_sha256, raw_is_complete, \
+         raw, dedup_key) \
+         VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, {}, $18) ON CONFLICT DO NOTHING RETURNING id",
+        raw.sql("$17")
+    );
     let inserted: Option<i64> = on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "INSERT INTO messages (incident_id, direction, message_id_header, in_reply_to, \
-             references_header, from_address, from_name, to_addresses, cc_addresses, subject, \
-             text_body, html_body, sent_at, received_at, size_bytes, raw_sha256, raw_is_complete, \
-             raw, dedup_key) \
-             VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17, $18) ON CONFLICT DO NOTHING RETURNING id",
-        )
+        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(incident_id)
         .bind(&inbound.message_id)
         .bind(angle(&inbound.in_reply_to))
@@ -589,18 +593,25 @@ async fn insert_message(
         .bind(now)
         .bind(inbound.size_bytes as i64)
         .bind(&inbound.raw_sha256)
-        .bind(raw_is_complete)
-        .bind(received.raw)
+        .bind(raw_is_complete);
+        match raw {
+            Blob::Bound => query.bind(received.raw),
+            Blob::InPlace => query.bind(received.raw.len() as i64),
+        }
         .bind(&dedup_key)
         .fetch_optional(&mut *conn)
         .await?
     });
-    inserted.ok_or_else(|| {
+    let id = inserted.ok_or_else(|| {
         StoreError::Conflict(format!(
             "message {} was stored concurrently",
             inbound.dedup_key()
         ))
-    })
+    })?;
+    if raw == Blob::InPlace {
+        blobs::write_in_place(tx, Column::MessageRaw, id, received.raw).await?;
+    }
+    Ok(id)
 }
 
 async fn insert_attachments(
@@ -609,20 +620,29 @@ async fn insert_attachments(
     inbound: &Inbound,
 ) -> Result<(), StoreError> {
     for attachment in &inbound.attachments {
-        on_tx!(tx, conn => {
-            sqlx::query(
-                "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, \
-                 content) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(message_id)
-            .bind(&attachment.filename)
-            .bind(&attachment.content_type)
-            .bind(attachment.content.len() as i64)
-            .bind(&attachment.sha256)
-            .bind(&attachment.content)
-            .execute(&mut *conn)
-            .await?;
+        let content = Blob::for_value(tx, &attachment.content);
+        let sql = format!(
+            "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, \
+             content) VALUES ($1, $2, $3, $4, $5, {}) RETURNING id",
+            content.sql("$6")
+        );
+        let id: i64 = on_tx!(tx, conn => {
+            let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(message_id)
+                .bind(&attachment.filename)
+                .bind(&attachment.content_type)
+                .bind(attachment.content.len() as i64)
+                .bind(&attachment.sha256);
+            match content {
+                Blob::Bound => query.bind(&attachment.content),
+                Blob::InPlace => query.bind(attachment.content.len() as i64),
+            }
+            .fetch_one(&mut *conn)
+            .await?
         });
+        if content == Blob::InPlace {
+            blobs::write_in_place(tx, Column::AttachmentContent, id, &attachment.content).await?;
+        }
     }
     Ok(())
 }
@@ -687,25 +707,36 @@ pub async fn record_failure(
         .sender
         .as_ref()
         .map(|mailbox| mailbox.address.clone());
+    let blob = Blob::for_value(tx, raw);
+    let sql = format!(
+        "INSERT INTO messages (direction, message_id_header, from_address, subject, received_at, \
+         size_bytes, raw_sha256, raw_is_complete, raw, dedup_key) \
+         VALUES ('inbound', $1, $2, $3, $4, $5, $6, $7, {}, $9) \
+         ON CONFLICT DO NOTHING RETURNING id",
+        blob.sql("$8")
+    );
     let message_id: Option<i64> = on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "INSERT INTO messages (direction, message_id_header, from_address, subject, received_at, \
-             size_bytes, raw_sha256, raw_is_complete, raw, dedup_key) \
-             VALUES ('inbound', $1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(&inbound.message_id)
-        .bind(&sender)
-        .bind(&inbound.subject)
-        .bind(now)
-        .bind(raw.len() as i64)
-        .bind(&inbound.raw_sha256)
-        .bind(origin.raw_is_complete)
-        .bind(raw)
+        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&inbound.message_id)
+            .bind(&sender)
+            .bind(&inbound.subject)
+            .bind(now)
+            .bind(raw.len() as i64)
+            .bind(&inbound.raw_sha256)
+            .bind(origin.raw_is_complete);
+        match blob {
+            Blob::Bound => query.bind(raw),
+            Blob::InPlace => query.bind(raw.len() as i64),
+        }
         .bind(&dedup_key)
         .fetch_optional(&mut *conn)
         .await?
     });
+    if let Some(id) = message_id
+        && blob == Blob::InPlace
+    {
+        blobs::write_in_place(tx, Column::MessageRaw, id, raw).await?;
+    }
     let applied = Applied {
         outcome: Outcome::Error,
         reason: Some(reason),

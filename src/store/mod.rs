@@ -23,6 +23,7 @@ macro_rules! client_named {
 
 pub mod admin;
 pub mod apply;
+pub mod blobs;
 pub mod facts;
 pub mod folders;
 pub mod outbound;

@@ -419,3 +419,121 @@ on_both_backends!(
         store.close().await;
     }
 );
+
+on_both_backends!(large_messages_keep_every_byte, |backend| async move {
+    // Over store::blobs::IN_PLACE_FROM (1 MiB): on SQLite the raw message and the decoded
+    // attachment are written in place rather than bound. Both must read back byte for byte.
+    use base64::Engine;
+    let intake = Intake::new(backend, "").await;
+    let content: Vec<u8> = (0..1_500_000u32)
+        .map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&content);
+    let mut raw = b"From: scanner@contoso.com\r\nTo: support@example.com\r\n\
+            Subject: The scan\r\nMessage-ID: <scan@contoso.com>\r\n\
+            Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+            Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+            Content-Type: text/plain\r\n\r\nThe scan is attached.\r\n--b\r\n\
+            Content-Type: application/octet-stream; name=\"scan.bin\"\r\n\
+            Content-Disposition: attachment; filename=\"scan.bin\"\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    for line in encoded.as_bytes().chunks(76) {
+        raw.extend_from_slice(line);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"--b--\r\n");
+    let stdout = intake.run_ok(&["ingest"], Some(&raw));
+    assert!(stdout.starts_with("created "), "{stdout}");
+
+    let store = intake.store().await;
+    let (kept, sizes): (Vec<Vec<u8>>, Vec<i64>) = on_pool!(&store, pool => {
+        sqlx::query_as::<_, (Vec<u8>, i64)>("SELECT raw, size_bytes FROM messages ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .expect("messages")
+    })
+    .into_iter()
+    .unzip();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0] == raw,
+        "raw bytes differ ({} read, {} sent)",
+        kept[0].len(),
+        raw.len()
+    );
+    assert_eq!(sizes, vec![raw.len() as i64]);
+    let attachments: Vec<(String, i64, Vec<u8>)> = on_pool!(&store, pool => {
+        sqlx::query_as("SELECT filename, size_bytes, content FROM attachments")
+            .fetch_all(pool)
+            .await
+            .expect("attachments")
+    });
+    assert_eq!(attachments.len(), 1);
+    let (filename, size, stored) = &attachments[0];
+    assert_eq!(filename, "scan.bin");
+    assert_eq!(*size, content.len() as i64);
+    assert!(stored == &content, "decoded attachment differs");
+    store.close().await;
+});
+
+#[tokio::test]
+async fn moving_raw_last_keeps_stored_messages() {
+    // migrations/sqlite/0011_raw_last.sql on a database that already holds a message.
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut files: Vec<_> = std::fs::read_dir(&folder)
+        .expect("migrations")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    files.sort();
+    let (before, after): (Vec<_>, Vec<_>) = files.into_iter().partition(|path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name < "0011")
+    });
+    assert!(
+        after
+            .first()
+            .is_some_and(|path| path.ends_with("0011_raw_last.sql")),
+        "{after:?}"
+    );
+    for path in &before {
+        let sql = std::fs::read_to_string(path).expect("migration");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    }
+    let raw: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    sqlx::query(
+        "INSERT INTO messages (direction, subject, size_bytes, raw_sha256, raw, dedup_key) \
+         VALUES ('inbound', 'Before', 100000, 'abc', $1, 'k1')",
+    )
+    .bind(&raw)
+    .execute(&mut connection)
+    .await
+    .expect("a message stored before");
+    let sql = std::fs::read_to_string(&after[0]).expect("migration");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut connection)
+        .await
+        .expect("0011 applies");
+    let (subject, kept, dedup_key): (String, Vec<u8>, String) =
+        sqlx::query_as("SELECT subject, raw, dedup_key FROM messages")
+            .fetch_one(&mut connection)
+            .await
+            .expect("the message");
+    assert_eq!((subject.as_str(), dedup_key.as_str()), ("Before", "k1"));
+    assert!(kept == raw, "raw bytes kept");
+    let last: String = sqlx::query_scalar(
+        "SELECT name FROM pragma_table_info('messages') ORDER BY cid DESC LIMIT 1",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .expect("columns");
+    assert_eq!(last, "raw");
+}
