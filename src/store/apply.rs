@@ -19,7 +19,7 @@ use crate::ingest::{
 use crate::message::{Inbound, Mailbox, Origin};
 use crate::on_tx;
 
-use super::blobs::{self, Blob, Column};
+use super::blobs::{Blob, Column};
 use super::{StoreError, Timestamp, Tx};
 
 /// Hash collisions are rare (over 10^9 combinations); this many in a row means a bug.
@@ -567,6 +567,7 @@ async fn insert_message(
     let sent_at = inbound.sent_at.map(Timestamp);
     let raw_is_complete = received.origin.raw_is_complete;
     let raw = Blob::for_value(tx, received.raw);
+    raw.before_insert(tx, received.raw).await?;
     let sql = format!(
         "INSERT INTO messages (incident_id, direction, message_id_header, in_reply_to, \
          references_header, from_address, from_name, to_addresses, cc_addresses, subject, \
@@ -594,9 +595,10 @@ async fn insert_message(
         .bind(inbound.size_bytes as i64)
         .bind(&inbound.raw_sha256)
         .bind(raw_is_complete);
-        match raw {
-            Blob::Bound => query.bind(received.raw),
-            Blob::InPlace => query.bind(received.raw.len() as i64),
+        if raw.binds_length() {
+            query.bind(received.raw.len() as i64)
+        } else {
+            query.bind(received.raw)
         }
         .bind(&dedup_key)
         .fetch_optional(&mut *conn)
@@ -608,9 +610,8 @@ async fn insert_message(
             inbound.dedup_key()
         ))
     })?;
-    if raw == Blob::InPlace {
-        blobs::write_in_place(tx, Column::MessageRaw, id, received.raw).await?;
-    }
+    raw.after_insert(tx, Column::MessageRaw, id, received.raw)
+        .await?;
     Ok(id)
 }
 
@@ -621,6 +622,7 @@ async fn insert_attachments(
 ) -> Result<(), StoreError> {
     for attachment in &inbound.attachments {
         let content = Blob::for_value(tx, &attachment.content);
+        content.before_insert(tx, &attachment.content).await?;
         let sql = format!(
             "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, \
              content) VALUES ($1, $2, $3, $4, $5, {}) RETURNING id",
@@ -633,16 +635,17 @@ async fn insert_attachments(
                 .bind(&attachment.content_type)
                 .bind(attachment.content.len() as i64)
                 .bind(&attachment.sha256);
-            match content {
-                Blob::Bound => query.bind(&attachment.content),
-                Blob::InPlace => query.bind(attachment.content.len() as i64),
+            if content.binds_length() {
+                query.bind(attachment.content.len() as i64)
+            } else {
+                query.bind(&attachment.content)
             }
             .fetch_one(&mut *conn)
             .await?
         });
-        if content == Blob::InPlace {
-            blobs::write_in_place(tx, Column::AttachmentContent, id, &attachment.content).await?;
-        }
+        content
+            .after_insert(tx, Column::AttachmentContent, id, &attachment.content)
+            .await?;
     }
     Ok(())
 }
@@ -708,6 +711,7 @@ pub async fn record_failure(
         .as_ref()
         .map(|mailbox| mailbox.address.clone());
     let blob = Blob::for_value(tx, raw);
+    blob.before_insert(tx, raw).await?;
     let sql = format!(
         "INSERT INTO messages (direction, message_id_header, from_address, subject, received_at, \
          size_bytes, raw_sha256, raw_is_complete, raw, dedup_key) \
@@ -724,18 +728,17 @@ pub async fn record_failure(
             .bind(raw.len() as i64)
             .bind(&inbound.raw_sha256)
             .bind(origin.raw_is_complete);
-        match blob {
-            Blob::Bound => query.bind(raw),
-            Blob::InPlace => query.bind(raw.len() as i64),
+        if blob.binds_length() {
+            query.bind(raw.len() as i64)
+        } else {
+            query.bind(raw)
         }
         .bind(&dedup_key)
         .fetch_optional(&mut *conn)
         .await?
     });
-    if let Some(id) = message_id
-        && blob == Blob::InPlace
-    {
-        blobs::write_in_place(tx, Column::MessageRaw, id, raw).await?;
+    if let Some(id) = message_id {
+        blob.after_insert(tx, Column::MessageRaw, id, raw).await?;
     }
     let applied = Applied {
         outcome: Outcome::Error,

@@ -1,12 +1,17 @@
-//! Large blobs written into SQLite in place, not bound.
+//! Large blobs written without being bound whole.
 //!
-//! A value bound as a parameter is copied three times on its way into SQLite: by sqlx into its
-//! argument list, by SQLite when it is bound (`SQLITE_TRANSIENT`), and into the record SQLite
-//! builds from the row. For a message near `max_message_bytes` those copies were most of
-//! intake's peak memory. So on SQLite a large value is inserted as `zeroblob(length)`, which
-//! SQLite does not materialise, and then written over with SQLite's incremental blob I/O
-//! (`sqlite3_blob_write`): straight from intake's buffer into the database pages, in the same
-//! transaction. Small values, and every value on PostgreSQL, are bound as usual.
+//! A value bound as a parameter is copied on its way into the database: on SQLite by sqlx into
+//! its argument list, by SQLite when it is bound (`SQLITE_TRANSIENT`) and into the record SQLite
+//! builds from the row; on PostgreSQL into sqlx's argument buffer and again into the message
+//! sent. For a message near `max_message_bytes` those copies were most of intake's peak memory.
+//! So a value of [`IN_PLACE_FROM`] bytes or more goes another way:
+//! - SQLite: inserted as `zeroblob(length)`, which SQLite does not materialise (as the row's
+//!   last column), then written over with SQLite's incremental blob I/O
+//!   (`sqlite3_blob_write`), straight from intake's buffer into the database pages;
+//! - PostgreSQL: sent first in 1 MiB parts to a temporary table, then inserted as their
+//!   concatenation, checked against the length.
+//!
+//! Both happen in the caller's transaction. Smaller values are bound as usual.
 
 use std::ffi::{CStr, c_int, c_void};
 use std::ptr;
@@ -14,9 +19,13 @@ use std::ptr;
 use libsqlite3_sys as ffi;
 
 use super::{StoreError, Tx};
+use crate::on_tx;
 
-/// From this size on, a SQLite blob is written in place.
+/// From this size on, a value is not bound whole.
 pub const IN_PLACE_FROM: usize = 1 << 20;
+
+/// The size of the parts a large value is sent in to PostgreSQL.
+const PART_BYTES: usize = 1 << 20;
 
 /// The blob columns that can be written in place: names are never taken from input.
 #[derive(Debug, Clone, Copy)]
@@ -49,36 +58,98 @@ impl Column {
     }
 }
 
-/// How `bytes` go into an INSERT in `tx`.
+/// How a value goes into an INSERT in a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blob {
     /// Bound as the parameter itself (`$n`).
     Bound,
-    /// `zeroblob($n)` with the length bound, then [`write_in_place`] once the row exists.
+    /// SQLite: `zeroblob($n)` with the length bound, written over once the row exists.
     InPlace,
+    /// PostgreSQL: the parts staged beforehand, concatenated; `$n` is bound to the length.
+    Staged,
 }
 
 impl Blob {
     pub fn for_value(tx: &Tx, bytes: &[u8]) -> Blob {
-        if matches!(tx, Tx::Sqlite(_)) && bytes.len() >= IN_PLACE_FROM {
-            Blob::InPlace
-        } else {
-            Blob::Bound
+        match tx {
+            _ if bytes.len() < IN_PLACE_FROM => Blob::Bound,
+            Tx::Sqlite(_) => Blob::InPlace,
+            Tx::Postgres(_) => Blob::Staged,
         }
     }
 
-    /// The SQL expression for parameter `parameter` (such as `$18`).
+    /// The SQL expression for the value, whose parameter is `parameter` (such as `$18`).
     pub fn sql(self, parameter: &str) -> String {
         match self {
             Blob::Bound => parameter.to_string(),
             Blob::InPlace => format!("zeroblob({parameter})"),
+            // No row, so NULL, which the NOT NULL column refuses, unless every byte arrived.
+            Blob::Staged => format!(
+                "(SELECT string_agg(bytes, ''::bytea ORDER BY part) FROM intake_staged_blob \
+                 HAVING sum(octet_length(bytes)) = {parameter}::bigint)"
+            ),
+        }
+    }
+
+    /// Whether the parameter is bound to the value's length rather than to the value.
+    pub fn binds_length(self) -> bool {
+        self != Blob::Bound
+    }
+
+    /// Before the INSERT: on PostgreSQL, sends `bytes` in parts to the staging table.
+    pub async fn before_insert(self, tx: &mut Tx, bytes: &[u8]) -> Result<(), StoreError> {
+        if self != Blob::Staged {
+            return Ok(());
+        }
+        on_tx!(tx, conn => {
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('pg_temp.intake_staged_blob') IS NOT NULL")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if exists {
+                sqlx::query("DELETE FROM intake_staged_blob")
+                    .execute(&mut *conn)
+                    .await?;
+            } else {
+                // Per connection; its rows go at commit, the table itself if the transaction
+                // rolls back.
+                sqlx::query(
+                    "CREATE TEMPORARY TABLE intake_staged_blob (part integer NOT NULL, \
+                     bytes bytea NOT NULL) ON COMMIT DELETE ROWS",
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+            for (part, bytes) in bytes.chunks(PART_BYTES).enumerate() {
+                sqlx::query("INSERT INTO intake_staged_blob (part, bytes) VALUES ($1, $2)")
+                    .bind(part as i32)
+                    .bind(bytes)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// After the INSERT gave row `rowid`: on SQLite, writes `bytes` over its zeroblob.
+    pub async fn after_insert(
+        self,
+        tx: &mut Tx,
+        column: Column,
+        rowid: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        if self == Blob::InPlace {
+            write_in_place(tx, column, rowid, bytes).await
+        } else {
+            Ok(())
         }
     }
 }
 
 /// Writes `bytes` over the `zeroblob` of `column` in row `rowid`, inserted earlier in `tx`
 /// with exactly `bytes.len()` bytes.
-pub async fn write_in_place(
+async fn write_in_place(
     tx: &mut Tx,
     column: Column,
     rowid: i64,
@@ -160,6 +231,7 @@ mod tests {
         assert_eq!(Blob::for_value(&tx, &[0; 16]), Blob::Bound);
         assert_eq!(Blob::for_value(&tx, &vec![0; IN_PLACE_FROM]), Blob::InPlace);
         assert_eq!(Blob::InPlace.sql("$3"), "zeroblob($3)");
+        assert!(Blob::InPlace.binds_length() && !Blob::Bound.binds_length());
         match write_in_place(&mut tx, Column::MessageRaw, 42, b"bytes").await {
             Err(StoreError::Failed(why)) => {
                 assert!(why.starts_with("writing messages.raw of row 42: "), "{why}")

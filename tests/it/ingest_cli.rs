@@ -537,3 +537,49 @@ async fn moving_raw_last_keeps_stored_messages() {
     .expect("columns");
     assert_eq!(last, "raw");
 }
+
+#[tokio::test]
+async fn a_staged_value_is_used_only_when_every_byte_arrived() {
+    // PostgreSQL takes a large value in parts (store::blobs): the concatenation stands for the
+    // value only when its length is the one bound, so a lost part fails the NOT NULL column.
+    use intake::store::blobs::{Blob, IN_PLACE_FROM};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = crate::harness::TestDb::new(Backend::Postgres, dir.path()).await;
+    let store = Store::connect(&db.url).await.expect("store");
+    let value: Vec<u8> = (0..IN_PLACE_FROM * 5 / 2)
+        .map(|index| index as u8)
+        .collect();
+    let mut tx = store.begin().await.expect("begin");
+    let blob = Blob::for_value(&tx, &value);
+    assert_eq!(blob, Blob::Staged);
+    assert!(blob.binds_length());
+    blob.before_insert(&mut tx, &value).await.expect("staged");
+    let sql = format!("SELECT {}", blob.sql("$1"));
+    for (length, expected) in [
+        (value.len() as i64, Some(value.clone())),
+        (value.len() as i64 - 1, None),
+    ] {
+        let read: Option<Vec<u8>> = intake::on_tx!(&mut tx, conn => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(length)
+                .fetch_one(&mut *conn)
+                .await
+                .expect("select")
+        });
+        assert!(read == expected, "length {length}");
+    }
+    // A second value in the same transaction replaces the first.
+    blob.before_insert(&mut tx, &value[..IN_PLACE_FROM])
+        .await
+        .expect("staged");
+    let read: Option<Vec<u8>> = intake::on_tx!(&mut tx, conn => {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(IN_PLACE_FROM as i64)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("select")
+    });
+    assert!(read.as_deref() == Some(&value[..IN_PLACE_FROM]));
+    tx.rollback().await.expect("rollback");
+    store.close().await;
+}
