@@ -149,6 +149,9 @@ macro_rules! on_pool {
     };
 }
 
+/// WAL pages (4 KiB) between automatic checkpoints: 64 MiB.
+pub const WAL_CHECKPOINT_PAGES: u32 = 16_384;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -159,6 +162,10 @@ impl Store {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Failed(format!("database.url: {error}")))?
                 .create_if_missing(true)
+                // Checkpoint every 64 MiB of WAL, not SQLite's 4 MiB: each checkpoint waits for
+                // two fsyncs on the commit path. Measured (BENCHMARKS.md): about 20% faster.
+                .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+                .pragma("journal_size_limit", (64 << 20).to_string())
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
@@ -435,5 +442,35 @@ impl<'r> Decode<'r, Postgres> for Timestamp {
         Ok(Timestamp(<DateTime<Utc> as Decode<Postgres>>::decode(
             value,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_connections_checkpoint_every_64_mib_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("pragmas.db").display());
+        let Store::Sqlite(pool) = Store::connect(&url).await.expect("store") else {
+            panic!("a sqlite URL opens SQLite");
+        };
+        let mut connection = pool.acquire().await.expect("a connection");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("journal_mode");
+        let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("wal_autocheckpoint");
+        let limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("journal_size_limit");
+        assert_eq!(mode, "wal");
+        assert_eq!(pages, i64::from(WAL_CHECKPOINT_PAGES));
+        assert_eq!(limit, 64 << 20);
     }
 }
