@@ -138,6 +138,11 @@ pub async fn run(
         tasks: BTreeMap::new(),
         outbound: None,
     };
+    tracker.spawn(crate::store::checkpoint::run(
+        store.clone(),
+        running.pipeline.committed(),
+        root.child_token(),
+    ));
     start_outbound(&mut running, outbound, &store, &root, &tracker);
     let keys: Vec<FolderKey> = folders_of(&running.settings).into_keys().collect();
     for key in keys {

@@ -29,6 +29,8 @@ pub struct Pipeline {
     rules: Arc<RwLock<Arc<Rules>>>,
     /// Rung after each commit: the outbound worker sends an acknowledgement at once.
     outbound_wake: Arc<Notify>,
+    /// Rung after each commit: the WAL checkpointer (`store::checkpoint`) follows the writes.
+    committed: Arc<Notify>,
 }
 
 /// What the configuration says about deciding.
@@ -119,7 +121,18 @@ impl Pipeline {
             store,
             rules: Arc::new(RwLock::new(Arc::new(Rules::from_settings(settings)))),
             outbound_wake: Arc::new(Notify::new()),
+            committed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Rung after each commit.
+    pub fn committed(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    fn rung_after_commit(&self) {
+        self.outbound_wake.notify_one();
+        self.committed.notify_one();
     }
 
     /// What the outbound worker waits on besides its poll interval.
@@ -184,7 +197,7 @@ impl Pipeline {
             match attempt {
                 Ok(applied) => {
                     tx.commit().await?;
-                    self.outbound_wake.notify_one();
+                    self.rung_after_commit();
                     log_line(origin, &applied);
                     return Ok(applied);
                 }
@@ -276,7 +289,7 @@ impl Pipeline {
         match attempt {
             Ok(results) => {
                 tx.commit().await?;
-                self.outbound_wake.notify_one();
+                self.rung_after_commit();
                 for ((_, _, origin), applied) in items.iter().zip(&results) {
                     log_line(origin, applied);
                 }
@@ -318,6 +331,7 @@ impl Pipeline {
             folders::advance(&mut tx, checkpoint).await?;
         }
         tx.commit().await?;
+        self.rung_after_commit();
         log_line(origin, &applied);
         Ok(applied)
     }

@@ -24,6 +24,7 @@ macro_rules! client_named {
 pub mod admin;
 pub mod apply;
 pub mod blobs;
+pub mod checkpoint;
 pub mod facts;
 pub mod folders;
 pub mod outbound;
@@ -149,11 +150,14 @@ macro_rules! on_pool {
     };
 }
 
-/// The size of SQLite's WAL between automatic checkpoints, and the size its file is cut back
-/// to afterwards.
-pub const WAL_BYTES: u32 = 64 << 20;
-/// `WAL_BYTES` in SQLite's default 4 KiB pages, as `wal_autocheckpoint` counts.
-pub const WAL_CHECKPOINT_PAGES: u32 = WAL_BYTES / 4096;
+/// The size of SQLite's WAL at which a commit checkpoints it itself, waiting for two `fsync`s.
+/// The daemon checkpoints long before that, off the commit path (`checkpoint`); this is the
+/// backstop for the short-lived commands and for when the daemon's checkpoints fall behind.
+pub const WAL_BYTES: i64 = 256 << 20;
+/// The page size of a SQLite database intake creates. Large pages suit a table of blobs: a
+/// 60 KB message is one page write, not fifteen (BENCHMARKS.md). An existing database keeps its
+/// page size (SQLite changes it only in a `VACUUM` outside WAL mode).
+pub const NEW_DATABASE_PAGE_BYTES: u32 = 64 * 1024;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -165,10 +169,7 @@ impl Store {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Failed(format!("database.url: {error}")))?
                 .create_if_missing(true)
-                // Checkpoint every WAL_BYTES of WAL, not SQLite's 4 MiB: each checkpoint waits for
-                // two fsyncs on the commit path. Measured (BENCHMARKS.md): about 20% faster.
-                .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
-                .pragma("journal_size_limit", WAL_BYTES.to_string())
+                .page_size(NEW_DATABASE_PAGE_BYTES)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
@@ -184,6 +185,21 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|connection, _metadata| {
+                    Box::pin(async move {
+                        // Counted in pages, and an existing database may have small ones.
+                        let page_bytes: i64 = sqlx::query_scalar("PRAGMA page_size")
+                            .fetch_one(&mut *connection)
+                            .await?;
+                        let pages = WAL_BYTES / page_bytes.max(512);
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA wal_autocheckpoint = {pages}"
+                        )))
+                        .execute(&mut *connection)
+                        .await?;
+                        Ok(())
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Ok(Store::Sqlite(pool))
@@ -452,28 +468,59 @@ impl<'r> Decode<'r, Postgres> for Timestamp {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_connections_checkpoint_every_64_mib_in_wal_mode() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("pragmas.db").display());
-        let Store::Sqlite(pool) = Store::connect(&url).await.expect("store") else {
-            panic!("a sqlite URL opens SQLite");
-        };
+    async fn pragmas(pool: &SqlitePool) -> (String, i64, i64) {
         let mut connection = pool.acquire().await.expect("a connection");
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *connection)
             .await
             .expect("journal_mode");
+        let page_bytes: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("page_size");
         let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
             .fetch_one(&mut *connection)
             .await
             .expect("wal_autocheckpoint");
-        let limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
-            .fetch_one(&mut *connection)
-            .await
-            .expect("journal_size_limit");
+        (mode, page_bytes, pages)
+    }
+
+    #[tokio::test]
+    async fn new_sqlite_databases_have_large_pages_and_checkpoint_every_wal_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("pragmas.db").display());
+        let Store::Sqlite(pool) = Store::connect(&url).await.expect("store") else {
+            panic!("a sqlite URL opens SQLite");
+        };
+        let (mode, page_bytes, pages) = pragmas(&pool).await;
         assert_eq!(mode, "wal");
-        assert_eq!(pages, i64::from(WAL_CHECKPOINT_PAGES));
-        assert_eq!(limit, 64 << 20);
+        assert_eq!(page_bytes, 65536);
+        assert_eq!(pages * page_bytes, WAL_BYTES);
+    }
+
+    #[tokio::test]
+    async fn an_existing_sqlite_database_keeps_its_pages_and_checkpoints_by_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let old = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .page_size(4096)
+            .journal_mode(SqliteJournalMode::Wal);
+        let old = SqlitePool::connect_with(old).await.expect("old database");
+        sqlx::query("CREATE TABLE kept (id INTEGER PRIMARY KEY)")
+            .execute(&old)
+            .await
+            .expect("a table");
+        old.close().await;
+
+        let url = format!("sqlite://{}", path.display());
+        let Store::Sqlite(pool) = Store::connect(&url).await.expect("store") else {
+            panic!("a sqlite URL opens SQLite");
+        };
+        let (mode, page_bytes, pages) = pragmas(&pool).await;
+        assert_eq!(mode, "wal");
+        assert_eq!(page_bytes, 4096);
+        assert_eq!(pages, WAL_BYTES / 4096);
     }
 }
