@@ -254,7 +254,7 @@ fn start_outbound(
             tracker.spawn(outbound::run_worker(
                 std::sync::Arc::new(outbound),
                 store.clone(),
-                running.pipeline.outbound_wake(),
+                running.pipeline.committed(),
                 stop.clone(),
             ));
             running.outbound = Some(stop);

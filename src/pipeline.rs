@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::config::{DepartmentAccess, Settings};
 use crate::ingest::hash::HashFormat;
@@ -27,10 +27,9 @@ const MAX_CONFLICT_ATTEMPTS: usize = 5;
 pub struct Pipeline {
     store: Store,
     rules: Arc<RwLock<Arc<Rules>>>,
-    /// Rung after each commit: the outbound worker sends an acknowledgement at once.
-    outbound_wake: Arc<Notify>,
-    /// Rung after each commit: the WAL checkpointer (`store::checkpoint`) follows the writes.
-    committed: Arc<Notify>,
+    /// Marked after each commit, for every listener: the outbound worker sends an
+    /// acknowledgement at once, the WAL checkpointer (`store::checkpoint`) follows the writes.
+    committed: Arc<watch::Sender<()>>,
 }
 
 /// What the configuration says about deciding.
@@ -120,24 +119,18 @@ impl Pipeline {
         Pipeline {
             store,
             rules: Arc::new(RwLock::new(Arc::new(Rules::from_settings(settings)))),
-            outbound_wake: Arc::new(Notify::new()),
-            committed: Arc::new(Notify::new()),
+            committed: Arc::new(watch::Sender::new(())),
         }
     }
 
-    /// Rung after each commit.
-    pub fn committed(&self) -> Arc<Notify> {
-        self.committed.clone()
+    /// A listener whose `changed()` returns once after any number of commits since it last
+    /// looked.
+    pub fn committed(&self) -> watch::Receiver<()> {
+        self.committed.subscribe()
     }
 
     fn rung_after_commit(&self) {
-        self.outbound_wake.notify_one();
-        self.committed.notify_one();
-    }
-
-    /// What the outbound worker waits on besides its poll interval.
-    pub fn outbound_wake(&self) -> Arc<Notify> {
-        self.outbound_wake.clone()
+        self.committed.send_replace(());
     }
 
     /// Applies a reloaded configuration to every clone, from their next message on.

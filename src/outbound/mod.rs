@@ -20,7 +20,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OutboundSettings, Security, Settings};
@@ -480,12 +480,12 @@ pub fn backoff(first: Duration, cap: Duration, attempts: i64) -> Duration {
     base.mul_f64(rand::random_range(0.5..=1.0))
 }
 
-/// The worker inside `intake run`: flushes when woken (a new incident) and every
+/// The worker inside `intake run`: flushes after each commit (a new incident) and every
 /// `poll_interval` (rows queued by the database itself, retries coming due).
 pub async fn run_worker(
     outbound: Arc<Outbound>,
     store: Store,
-    wake: Arc<Notify>,
+    mut committed: watch::Receiver<()>,
     stop: CancellationToken,
 ) {
     let mut last_error: Option<String> = None;
@@ -509,7 +509,7 @@ pub async fn run_worker(
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = wake.notified() => {}
+            Ok(()) = committed.changed() => {}
             _ = tokio::time::sleep(outbound.settings.poll_interval) => {}
         }
     }

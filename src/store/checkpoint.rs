@@ -1,20 +1,24 @@
-//! SQLite's WAL checkpoints, off the commit path.
+//! SQLite's WAL checkpoints, off the commit path where they can be.
 //!
 //! A checkpoint copies what was committed to the WAL into the database file and `fsync`s
-//! both. Run by SQLite's autocheckpoint, it happens inside the commit that crossed the
-//! threshold, and that batch waits for it (about half a second per 64 MiB on the VM in
-//! BENCHMARKS.md). The daemon runs checkpoints here instead, on a connection of its own,
-//! shortly after each commit, while the folder tasks go on committing. SQLite lets a PASSIVE
-//! checkpoint run beside a writer, and a writer whose autocheckpoint finds this one running
-//! skips its own, so no commit waits. The writers' autocheckpoint at `WAL_BYTES` stays as the
-//! backstop for the short-lived commands (`intake ingest`, the admin commands) and for when
-//! this one falls behind or its connection fails.
+//! both. Run by SQLite's autocheckpoint it happens inside the commit that crossed the
+//! threshold, and that batch waits for it: on the VM in BENCHMARKS.md, 300-600 ms a time,
+//! about 4 of 10.5 s in a 5,000-message run with a 64 MiB threshold. The daemon runs PASSIVE
+//! checkpoints here instead, on a connection of its own, shortly after commits, while the
+//! folder tasks go on committing; when commits stop it cuts the WAL file back to nothing.
+//!
+//! What is left on the commit path: SQLite restarts the WAL from its start only when a write
+//! begins with every frame copied, which a checkpoint running beside a busy writer never
+//! achieves. So under sustained load the WAL still grows to the writers' autocheckpoint
+//! (`WAL_BYTES`, 256 MiB) and one commit per 256 MiB copies the last frames and waits for
+//! the `fsync`s (300-400 ms measured). The same autocheckpoint serves the short-lived
+//! commands (`intake ingest`, the admin commands) and covers for this task when its
+//! connection fails.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{SqliteConnection, SqlitePool};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
@@ -67,7 +71,7 @@ pub async fn checkpoint(
 /// Checkpoints the SQLite WAL after commits (`committed` is rung after each) and cuts it back
 /// when commits stop, until `stop`. Does nothing on PostgreSQL. A failure is logged once when
 /// it starts and retried at the next commit; the writers' autocheckpoint covers the meantime.
-pub async fn run(store: Store, committed: Arc<Notify>, stop: CancellationToken) {
+pub async fn run(store: Store, mut committed: watch::Receiver<()>, stop: CancellationToken) {
     let Store::Sqlite(pool) = store else {
         return;
     };
@@ -75,12 +79,13 @@ pub async fn run(store: Store, committed: Arc<Notify>, stop: CancellationToken) 
         pool,
         connection: None,
         failing: false,
+        held_open: false,
     };
     let mut written = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = committed.notified() => {
+            Ok(()) = committed.changed() => {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(GATHER) => {}
@@ -89,8 +94,19 @@ pub async fn run(store: Store, committed: Arc<Notify>, stop: CancellationToken) 
                 written = true;
             }
             _ = tokio::time::sleep(IDLE), if written => {
-                checkpointer.run(Mode::Truncate).await;
                 written = false;
+                let cut = checkpointer.run(Mode::Truncate).await;
+                if cut.is_some_and(|done| done.busy) {
+                    if !checkpointer.held_open {
+                        tracing::warn!(
+                            "the SQLite WAL cannot be cut back: another connection keeps a transaction open \
+                             (a database viewer?); the WAL grows until it ends"
+                        );
+                    }
+                    checkpointer.held_open = true;
+                } else if cut.is_some() {
+                    checkpointer.held_open = false;
+                }
             }
         }
     }
@@ -107,10 +123,13 @@ struct Checkpointer {
     /// Its own connection, out of the pool: the folder tasks never wait for it.
     connection: Option<SqliteConnection>,
     failing: bool,
+    /// The last TRUNCATE found a reader in the way (warned once per spell).
+    held_open: bool,
 }
 
 impl Checkpointer {
-    async fn run(&mut self, mode: Mode) {
+    /// One checkpoint, logged; `None` when it failed.
+    async fn run(&mut self, mode: Mode) -> Option<Checkpointed> {
         match self.attempt(mode).await {
             Ok(done) => {
                 if self.failing {
@@ -124,6 +143,7 @@ impl Checkpointer {
                     copied_frames = done.copied_frames,
                     "WAL checkpoint"
                 );
+                Some(done)
             }
             Err(error) => {
                 if !self.failing {
@@ -131,6 +151,7 @@ impl Checkpointer {
                 }
                 self.failing = true;
                 self.connection = None;
+                None
             }
         }
     }
@@ -147,5 +168,124 @@ impl Checkpointer {
             }
         };
         checkpoint(connection, mode).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    use super::*;
+
+    async fn store_with_table(dir: &Path) -> (SqlitePool, PathBuf) {
+        let path = dir.join("wal.db");
+        let url = format!("sqlite://{}", path.display());
+        let Store::Sqlite(pool) = Store::connect(&url).await.expect("store") else {
+            panic!("a sqlite URL opens SQLite");
+        };
+        sqlx::query("CREATE TABLE kept (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("a table");
+        (pool, dir.join("wal.db-wal"))
+    }
+
+    async fn write(pool: &SqlitePool) {
+        sqlx::query("INSERT INTO kept (bytes) VALUES (zeroblob(4000000))")
+            .execute(pool)
+            .await
+            .expect("a write");
+    }
+
+    fn wal_bytes(wal: &Path) -> u64 {
+        std::fs::metadata(wal).map(|meta| meta.len()).unwrap_or(0)
+    }
+
+    async fn wait_for_empty_wal(wal: &Path, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if wal_bytes(wal) == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_cut_back_once_commits_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pool, wal) = store_with_table(dir.path()).await;
+        let committed = watch::Sender::new(());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            Store::Sqlite(pool.clone()),
+            committed.subscribe(),
+            stop.clone(),
+        ));
+
+        write(&pool).await;
+        assert!(wal_bytes(&wal) > 4_000_000, "the write is in the WAL");
+        committed.send_replace(());
+        assert!(
+            wait_for_empty_wal(&wal, IDLE + Duration::from_secs(5)).await,
+            "the WAL is cut back after {IDLE:?} without a commit"
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM kept")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, 1);
+
+        stop.cancel();
+        task.await.expect("the checkpointer stops");
+    }
+
+    #[tokio::test]
+    async fn a_reader_in_the_way_holds_up_no_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pool, wal) = store_with_table(dir.path()).await;
+        let committed = watch::Sender::new(());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            Store::Sqlite(pool.clone()),
+            committed.subscribe(),
+            stop.clone(),
+        ));
+
+        write(&pool).await;
+        // A staff viewer with a read transaction open.
+        let mut reader = pool.acquire().await.expect("a reader").detach();
+        sqlx::query("BEGIN")
+            .execute(&mut reader)
+            .await
+            .expect("begin");
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM kept")
+            .fetch_one(&mut reader)
+            .await
+            .expect("read");
+        committed.send_replace(());
+        // Past the moment the checkpointer tries to cut the WAL back.
+        tokio::time::sleep(GATHER + IDLE + Duration::from_millis(500)).await;
+        let started = Instant::now();
+        write(&pool).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a write waited {:?} for the checkpointer",
+            started.elapsed()
+        );
+        assert!(wal_bytes(&wal) > 0, "the reader still needs the WAL");
+
+        // Once the reader is gone, the next quiet spell cuts it back.
+        sqlx::query("COMMIT")
+            .execute(&mut reader)
+            .await
+            .expect("commit");
+        committed.send_replace(());
+        assert!(wait_for_empty_wal(&wal, IDLE + Duration::from_secs(5)).await);
+
+        stop.cancel();
+        task.await.expect("the checkpointer stops");
     }
 }
