@@ -191,6 +191,28 @@ mod tests {
         (pool, dir.join("wal.db-wal"))
     }
 
+    /// The checkpointer on `pool`, with the signal a pipeline would ring.
+    struct Running {
+        committed: watch::Sender<()>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(pool: &SqlitePool) -> Running {
+        let committed = watch::Sender::new(());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(
+            Store::Sqlite(pool.clone()),
+            committed.subscribe(),
+            stop.clone(),
+        ));
+        Running {
+            committed,
+            stop,
+            task,
+        }
+    }
+
     async fn write(pool: &SqlitePool) {
         sqlx::query("INSERT INTO kept (bytes) VALUES (zeroblob(4000000))")
             .execute(pool)
@@ -217,13 +239,11 @@ mod tests {
     async fn the_wal_is_cut_back_once_commits_stop() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (pool, wal) = store_with_table(dir.path()).await;
-        let committed = watch::Sender::new(());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            Store::Sqlite(pool.clone()),
-            committed.subscribe(),
-            stop.clone(),
-        ));
+        let Running {
+            committed,
+            stop,
+            task,
+        } = start(&pool);
 
         write(&pool).await;
         assert!(wal_bytes(&wal) > 4_000_000, "the write is in the WAL");
@@ -246,13 +266,11 @@ mod tests {
     async fn a_reader_in_the_way_holds_up_no_writer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (pool, wal) = store_with_table(dir.path()).await;
-        let committed = watch::Sender::new(());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            Store::Sqlite(pool.clone()),
-            committed.subscribe(),
-            stop.clone(),
-        ));
+        let Running {
+            committed,
+            stop,
+            task,
+        } = start(&pool);
 
         write(&pool).await;
         // A staff viewer with a read transaction open.
