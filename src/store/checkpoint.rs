@@ -178,9 +178,20 @@ mod tests {
 
     use super::*;
 
-    async fn store_with_table(dir: &Path) -> (SqlitePool, PathBuf) {
-        let path = dir.join("wal.db");
-        let url = format!("sqlite://{}", path.display());
+    /// A SQLite store with one table of blobs and the checkpointer running on it, with the
+    /// signal a pipeline would ring.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        pool: SqlitePool,
+        wal: PathBuf,
+        committed: watch::Sender<()>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("wal.db").display());
         let Store::Sqlite(pool) = Store::connect(&url).await.expect("store") else {
             panic!("a sqlite URL opens SQLite");
         };
@@ -188,17 +199,6 @@ mod tests {
             .execute(&pool)
             .await
             .expect("a table");
-        (pool, dir.join("wal.db-wal"))
-    }
-
-    /// The checkpointer on `pool`, with the signal a pipeline would ring.
-    struct Running {
-        committed: watch::Sender<()>,
-        stop: CancellationToken,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    fn start(pool: &SqlitePool) -> Running {
         let committed = watch::Sender::new(());
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -206,10 +206,20 @@ mod tests {
             committed.subscribe(),
             stop.clone(),
         ));
-        Running {
+        Fixture {
+            wal: dir.path().join("wal.db-wal"),
+            _dir: dir,
+            pool,
             committed,
             stop,
             task,
+        }
+    }
+
+    impl Fixture {
+        async fn finish(self) {
+            self.stop.cancel();
+            self.task.await.expect("the checkpointer stops");
         }
     }
 
@@ -237,42 +247,31 @@ mod tests {
 
     #[tokio::test]
     async fn the_wal_is_cut_back_once_commits_stop() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (pool, wal) = store_with_table(dir.path()).await;
-        let Running {
-            committed,
-            stop,
-            task,
-        } = start(&pool);
+        let fixture = fixture().await;
+        let (pool, wal, committed) = (&fixture.pool, &fixture.wal, &fixture.committed);
 
-        write(&pool).await;
-        assert!(wal_bytes(&wal) > 4_000_000, "the write is in the WAL");
+        write(pool).await;
+        assert!(wal_bytes(wal) > 4_000_000, "the write is in the WAL");
         committed.send_replace(());
         assert!(
-            wait_for_empty_wal(&wal, IDLE + Duration::from_secs(5)).await,
+            wait_for_empty_wal(wal, IDLE + Duration::from_secs(5)).await,
             "the WAL is cut back after {IDLE:?} without a commit"
         );
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM kept")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
             .expect("count");
         assert_eq!(rows, 1);
 
-        stop.cancel();
-        task.await.expect("the checkpointer stops");
+        fixture.finish().await;
     }
 
     #[tokio::test]
     async fn a_reader_in_the_way_holds_up_no_writer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (pool, wal) = store_with_table(dir.path()).await;
-        let Running {
-            committed,
-            stop,
-            task,
-        } = start(&pool);
+        let fixture = fixture().await;
+        let (pool, wal, committed) = (&fixture.pool, &fixture.wal, &fixture.committed);
 
-        write(&pool).await;
+        write(pool).await;
         // A staff viewer with a read transaction open.
         let mut reader = pool.acquire().await.expect("a reader").detach();
         sqlx::query("BEGIN")
@@ -287,13 +286,13 @@ mod tests {
         // Past the moment the checkpointer tries to cut the WAL back.
         tokio::time::sleep(GATHER + IDLE + Duration::from_millis(500)).await;
         let started = Instant::now();
-        write(&pool).await;
+        write(pool).await;
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "a write waited {:?} for the checkpointer",
             started.elapsed()
         );
-        assert!(wal_bytes(&wal) > 0, "the reader still needs the WAL");
+        assert!(wal_bytes(wal) > 0, "the reader still needs the WAL");
 
         // Once the reader is gone, the next quiet spell cuts it back.
         sqlx::query("COMMIT")
@@ -301,9 +300,8 @@ mod tests {
             .await
             .expect("commit");
         committed.send_replace(());
-        assert!(wait_for_empty_wal(&wal, IDLE + Duration::from_secs(5)).await);
+        assert!(wait_for_empty_wal(wal, IDLE + Duration::from_secs(5)).await);
 
-        stop.cancel();
-        task.await.expect("the checkpointer stops");
+        fixture.finish().await;
     }
 }
