@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod daemon;
 pub mod imap;
 pub mod ingest;

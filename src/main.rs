@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     // multi-thread runtime parks and wakes its workers for every reply (BENCHMARKS.md).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_start(intake::cpu::on_blocking_thread_start)
         .build()
     {
         Ok(runtime) => runtime,
@@ -84,6 +85,13 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 })?),
                 None => None,
             };
+            if settings.database.url.starts_with("sqlite:") {
+                // Before the pool starts its connection threads: they inherit the CPU.
+                match intake::cpu::share_with_sqlite() {
+                    Some(cpu) => tracing::debug!(cpu, "the runtime and SQLite share a CPU"),
+                    None => tracing::debug!("one CPU to run on: no thread placement"),
+                }
+            }
             let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
             intake::daemon::run(&cli.config, settings, store, outbound, listener).await?;
         }

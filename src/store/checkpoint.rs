@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -160,7 +160,7 @@ impl Checkpointer {
         let connection = match &mut self.connection {
             Some(open) => open,
             None => {
-                let mut open = self.pool.acquire().await?.detach();
+                let mut open = connect_from_blocking_thread(&self.pool).await?;
                 sqlx::query("PRAGMA busy_timeout = 0")
                     .execute(&mut open)
                     .await?;
@@ -169,6 +169,21 @@ impl Checkpointer {
         };
         checkpoint(connection, mode).await
     }
+}
+
+/// A new connection to the pool's database, outside the pool. It is opened from a blocking
+/// thread, where sqlx starts the connection's own thread, which so inherits the blocking
+/// thread's CPUs: the checkpoint's page copying stays off the CPU the runtime shares with the
+/// writers (`crate::cpu`).
+async fn connect_from_blocking_thread(pool: &SqlitePool) -> Result<SqliteConnection, sqlx::Error> {
+    let options = (*pool.connect_options()).clone();
+    let runtime = tokio::runtime::Handle::current();
+    // Opening needs no I/O driver (sqlx's SQLite connections answer over channels), so
+    // `Handle::block_on` may drive it from outside the runtime thread.
+    tokio::task::spawn_blocking(move || runtime.block_on(options.connect()))
+        .await
+        .map_err(|_panicked| sqlx::Error::WorkerCrashed)
+        .and_then(|opened| opened)
 }
 
 #[cfg(test)]
