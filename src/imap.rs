@@ -375,6 +375,10 @@ impl Folder<'_> {
         if bytes > BATCH_BYTES || pending_is_large {
             // A large message goes alone: it is never in memory beside another batch.
             self.commit_pending(session, pending).await?;
+            if bytes > BATCH_BYTES {
+                // What the earlier batches freed goes back before the large one comes in.
+                crate::memory::give_back_free_memory();
+            }
         }
         let previous = pending.take();
         let (fetched, committed) =

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod daemon;
 pub mod imap;
 pub mod ingest;
+pub mod memory;
 pub mod message;
 pub mod monitor;
 pub mod outbound;

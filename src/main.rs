@@ -19,23 +19,8 @@ const EX_SOFTWARE: u8 = 70;
 const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
 
-/// Buffers of 1 MiB and more (raw messages, decoded attachments, their copies in the database
-/// drivers) get their own mappings instead of being carved from glibc's per-thread heaps:
-/// freed, they go back to the system at once. Without this, glibc raises its threshold to the
-/// largest buffer freed, and each thread's heap keeps its own copy-sized hole: peak RSS with
-/// 25 MB messages went from about 205 to 150 MB on SQLite and from 200 to 140 MB on PostgreSQL
-/// (BENCHMARKS.md). Messages under 1 MiB, nearly all of them, are not affected.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a glibc allocation parameter, and runs before any other thread
-    // exists. Its result (1 on success) is ignored: without it intake only uses more memory.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    intake::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging();
     // One runtime thread. intake's async work is waiting on IMAP, SMTP and the database; its
