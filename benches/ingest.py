@@ -5,11 +5,12 @@ Loads N messages (a realistic mix: mostly small text, some HTML, some with 20-50
 attachments) into a throwaway Dovecot on 127.0.0.1, then times:
   - the ceiling: a bare IMAP fetch of the same messages (benches/imap_ceiling.rs);
   - intake (release build) ingesting all of them, on SQLite and on PostgreSQL;
-  - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments;
-and reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
+  - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments,
+    with intake's page size, page cache and autocheckpoint;
+after touching --warm-up GiB of memory once (a fresh VM's first writes are slow), and reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
 
 Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
-  [--mix text] [--large N]
+  [--mix text] [--large N] [--warm-up 4]
 PostgreSQL: INTAKE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 Bounded: every wait has a deadline, and everything started here is stopped by PID at the end.
 """
