@@ -7,7 +7,8 @@ attachments) into a throwaway Dovecot on 127.0.0.1, then times:
   - intake (release build) ingesting all of them, on SQLite and on PostgreSQL;
   - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments,
     with intake's page size, page cache and autocheckpoint;
-after touching --warm-up GiB of memory once (a fresh VM's first writes are slow), and reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
+after touching --warm-up GiB of memory once (a fresh VM's first writes are slow), and
+reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
 
 Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
   [--mix text] [--large N] [--warm-up 4]
