@@ -421,8 +421,9 @@ on_both_backends!(
 );
 
 on_both_backends!(large_messages_keep_every_byte, |backend| async move {
-    // Over store::blobs::IN_PLACE_FROM (1 MiB): on SQLite the raw message and the decoded
-    // attachment are written in place rather than bound. Both must read back byte for byte.
+    // Over store::blobs::IN_PLACE_FROM and STAGED_FROM: on SQLite the raw message and the
+    // decoded attachment are written in place, on PostgreSQL staged in parts, rather than
+    // bound. Both must read back byte for byte.
     use base64::Engine;
     let intake = Intake::new(backend, "").await;
     let content: Vec<u8> = (0..1_500_000u32)
@@ -542,14 +543,13 @@ async fn moving_raw_last_keeps_stored_messages() {
 async fn a_staged_value_is_used_only_when_every_byte_arrived() {
     // PostgreSQL takes a large value in parts (store::blobs): the concatenation stands for the
     // value only when its length is the one bound, so a lost part fails the NOT NULL column.
-    use intake::store::blobs::{Blob, IN_PLACE_FROM};
+    use intake::store::blobs::{Blob, STAGED_FROM};
     let dir = tempfile::tempdir().expect("tempdir");
     let db = crate::harness::TestDb::new(Backend::Postgres, dir.path()).await;
     let store = Store::connect(&db.url).await.expect("store");
-    let value: Vec<u8> = (0..IN_PLACE_FROM * 5 / 2)
-        .map(|index| index as u8)
-        .collect();
+    let value: Vec<u8> = (0..STAGED_FROM * 5 / 2).map(|index| index as u8).collect();
     let mut tx = store.begin().await.expect("begin");
+    assert_eq!(Blob::for_value(&tx, &value[..STAGED_FROM - 1]), Blob::Bound);
     let blob = Blob::for_value(&tx, &value);
     assert_eq!(blob, Blob::Staged);
     assert!(blob.binds_length());
@@ -569,17 +569,17 @@ async fn a_staged_value_is_used_only_when_every_byte_arrived() {
         assert!(read == expected, "length {length}");
     }
     // A second value in the same transaction replaces the first.
-    blob.before_insert(&mut tx, &value[..IN_PLACE_FROM])
+    blob.before_insert(&mut tx, &value[..STAGED_FROM])
         .await
         .expect("staged");
     let read: Option<Vec<u8>> = intake::on_tx!(&mut tx, conn => {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(IN_PLACE_FROM as i64)
+            .bind(STAGED_FROM as i64)
             .fetch_one(&mut *conn)
             .await
             .expect("select")
     });
-    assert!(read.as_deref() == Some(&value[..IN_PLACE_FROM]));
+    assert!(read.as_deref() == Some(&value[..STAGED_FROM]));
     tx.rollback().await.expect("rollback");
     store.close().await;
 }
