@@ -18,9 +18,9 @@ pub fn tune_allocator() {
 
 /// Gives the free memory of every allocator arena back to the system. Called before a message
 /// too large for a batch (over 4 MiB) is fetched: the batches before it leave freed small
-/// buffers in the arenas of the runtime and parser threads, which glibc keeps. With 5,000 mixed messages and
-/// then three of 24.6 MB, peak RSS was 107-111 MB without this and 85 MB with it
-/// (BENCHMARKS.md). It takes a few milliseconds, once per such message.
+/// buffers in the arenas of the runtime and parser threads, which glibc keeps. With 5,000
+/// mixed messages and then three of 24.6 MB, peak RSS was 107-111 MB without this and 85 MB
+/// with it (BENCHMARKS.md). It takes a few milliseconds, once per such message.
 pub fn give_back_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns whole free pages of glibc's arenas to the system; it is
