@@ -16,24 +16,36 @@
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::io;
     use std::mem::{size_of, zeroed};
     use std::sync::OnceLock;
 
     /// The CPUs the blocking threads go to, once the runtime thread has claimed its own.
     static OTHERS: OnceLock<libc::cpu_set_t> = OnceLock::new();
 
-    fn allowed() -> Option<libc::cpu_set_t> {
+    fn allowed() -> io::Result<libc::cpu_set_t> {
         // SAFETY: `set` is a plain bit set, valid zeroed; the kernel writes at most
         // `size_of::<cpu_set_t>()` bytes into it. 0 names the calling thread.
-        unsafe {
+        let (code, set) = unsafe {
             let mut set: libc::cpu_set_t = zeroed();
-            (libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) == 0).then_some(set)
+            let code = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set);
+            (code, set)
+        };
+        if code == 0 {
+            Ok(set)
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 
-    fn restrict(set: &libc::cpu_set_t) -> bool {
+    fn restrict(set: &libc::cpu_set_t) -> io::Result<()> {
         // SAFETY: `set` is a valid bit set of the size given; 0 names the calling thread.
-        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) == 0 }
+        let code = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     fn cpus(set: &libc::cpu_set_t) -> Vec<usize> {
@@ -47,11 +59,11 @@ mod linux {
         allowed().map(|set| cpus(&set)).unwrap_or_default()
     }
 
-    pub fn share_with_sqlite() -> Option<usize> {
+    pub fn share_with_sqlite() -> io::Result<Option<usize>> {
         let allowed = allowed()?;
         let choices = cpus(&allowed);
         if choices.len() < 2 {
-            return None;
+            return Ok(None);
         }
         // The CPU the thread is on now: several instances on one machine spread out.
         // SAFETY: sched_getcpu takes nothing and returns a CPU number or -1.
@@ -68,18 +80,16 @@ mod linux {
             libc::CPU_CLR(cpu, &mut others);
             (one, others)
         };
-        if !restrict(&one) {
-            return None;
-        }
+        restrict(&one)?;
         // Set once per process; a second call keeps the first arrangement's other CPUs.
         let _ = OTHERS.set(others);
-        Some(cpu)
+        Ok(Some(cpu))
     }
 
     pub fn on_blocking_thread_start() {
         if let Some(others) = OTHERS.get() {
             // Failing leaves the thread beside the runtime: slower, not wrong.
-            restrict(others);
+            let _ = restrict(others);
         }
     }
 }
@@ -89,8 +99,8 @@ use linux as imp;
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    pub fn share_with_sqlite() -> Option<usize> {
-        None
+    pub fn share_with_sqlite() -> std::io::Result<Option<usize>> {
+        Ok(None)
     }
     pub fn on_blocking_thread_start() {}
     pub fn current() -> Vec<usize> {
@@ -100,8 +110,10 @@ mod imp {
 
 /// Pins the calling thread (the runtime's) to the CPU it is on, so that the SQLite connection
 /// threads it starts from now on share that CPU, and sends blocking threads started afterwards
-/// to the other CPUs. The CPU chosen, or `None` when there is one CPU to run on (or not Linux).
-pub fn share_with_sqlite() -> Option<usize> {
+/// to the other CPUs. The CPU chosen, or `None` when there is one CPU to run on (or not Linux);
+/// an error when the system refuses (a sandbox denying `sched_setaffinity`), and then nothing
+/// has changed.
+pub fn share_with_sqlite() -> std::io::Result<Option<usize>> {
     imp::share_with_sqlite()
 }
 
@@ -125,7 +137,7 @@ mod tests {
         // On a thread of its own: the arrangement pins the thread that makes it.
         std::thread::spawn(|| {
             let given = current();
-            let Some(cpu) = share_with_sqlite() else {
+            let Some(cpu) = share_with_sqlite().expect("placement") else {
                 assert!(given.len() < 2, "{given:?} is more than one CPU");
                 return;
             };

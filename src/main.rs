@@ -73,8 +73,12 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             if settings.database.url.starts_with("sqlite:") {
                 // Before the pool starts its connection threads: they inherit the CPU.
                 match intake::cpu::share_with_sqlite() {
-                    Some(cpu) => tracing::debug!(cpu, "the runtime and SQLite share a CPU"),
-                    None => tracing::debug!("one CPU to run on: no thread placement"),
+                    Ok(Some(cpu)) => tracing::debug!(cpu, "the runtime and SQLite share a CPU"),
+                    Ok(None) => tracing::debug!("one CPU to run on: no thread placement"),
+                    Err(error) => tracing::info!(
+                        %error,
+                        "threads not placed on CPUs (sched_setaffinity refused): intake runs, slower on SQLite"
+                    ),
                 }
             }
             let store = cli::open_store(&settings, cli::Migrations::Apply).await?;
