@@ -230,8 +230,11 @@ impl Dovecot {
     pub fn deliver_to_maildir(&self, user: &str, raw: &[u8]) {
         let new = self.dir.path().join("mail").join(user).join("new");
         std::fs::create_dir_all(&new).expect("Maildir new/");
+        // Unique within the second even when called in a tight loop.
+        static DELIVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let sequence = DELIVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!(
-            "{}.M{}P{}.intake-test",
+            "{}.M{}Q{sequence}P{}.intake-test",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|duration| duration.as_secs())
