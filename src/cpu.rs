@@ -23,29 +23,27 @@ mod linux {
     /// The CPUs the blocking threads go to, once the runtime thread has claimed its own.
     static OTHERS: OnceLock<libc::cpu_set_t> = OnceLock::new();
 
-    fn allowed() -> io::Result<libc::cpu_set_t> {
-        // SAFETY: `set` is a plain bit set, valid zeroed; the kernel writes at most
-        // `size_of::<cpu_set_t>()` bytes into it. 0 names the calling thread.
-        let (code, set) = unsafe {
-            let mut set: libc::cpu_set_t = zeroed();
-            let code = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set);
-            (code, set)
-        };
-        if code == 0 {
-            Ok(set)
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    fn restrict(set: &libc::cpu_set_t) -> io::Result<()> {
-        // SAFETY: `set` is a valid bit set of the size given; 0 names the calling thread.
-        let code = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+    /// A libc call's result: 0 is success, anything else leaves the reason in errno.
+    fn checked(code: libc::c_int) -> io::Result<()> {
         if code == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    fn allowed() -> io::Result<libc::cpu_set_t> {
+        // SAFETY: `cpu_set_t` is a plain bit set, valid zeroed.
+        let mut set: libc::cpu_set_t = unsafe { zeroed() };
+        // SAFETY: the kernel writes at most `size_of::<cpu_set_t>()` bytes into `set`; 0 names
+        // the calling thread.
+        checked(unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) })?;
+        Ok(set)
+    }
+
+    fn restrict(set: &libc::cpu_set_t) -> io::Result<()> {
+        // SAFETY: `set` is a valid bit set of the size given; 0 names the calling thread.
+        checked(unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) })
     }
 
     fn cpus(set: &libc::cpu_set_t) -> Vec<usize> {
@@ -55,8 +53,10 @@ mod linux {
             .collect()
     }
 
+    /// The CPUs the calling thread may run on.
+    #[cfg(test)]
     pub fn current() -> Vec<usize> {
-        allowed().map(|set| cpus(&set)).unwrap_or_default()
+        cpus(&allowed().expect("sched_getaffinity"))
     }
 
     pub fn share_with_sqlite() -> io::Result<Option<usize>> {
@@ -103,9 +103,6 @@ mod imp {
         Ok(None)
     }
     pub fn on_blocking_thread_start() {}
-    pub fn current() -> Vec<usize> {
-        Vec::new()
-    }
 }
 
 /// Pins the calling thread (the runtime's) to the CPU it is on, so that the SQLite connection
@@ -123,13 +120,9 @@ pub fn on_blocking_thread_start() {
     imp::on_blocking_thread_start()
 }
 
-/// The CPUs the calling thread may run on (empty when unknown, or not Linux).
-pub fn current() -> Vec<usize> {
-    imp::current()
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use super::linux::current;
     use super::*;
 
     #[test]

@@ -70,7 +70,7 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 })?),
                 None => None,
             };
-            if settings.database.url.starts_with("sqlite:") {
+            if intake::store::Store::is_sqlite_url(&settings.database.url) {
                 // Before the pool starts its connection threads: they inherit the CPU.
                 match intake::cpu::share_with_sqlite() {
                     Ok(Some(cpu)) => tracing::debug!(cpu, "the runtime and SQLite share a CPU"),

@@ -182,7 +182,12 @@ async fn connect_from_blocking_thread(pool: &SqlitePool) -> Result<SqliteConnect
     // `Handle::block_on` may drive it from outside the runtime thread.
     tokio::task::spawn_blocking(move || runtime.block_on(options.connect()))
         .await
-        .map_err(|_panicked| sqlx::Error::WorkerCrashed)
+        .map_err(|failed| {
+            // The thread panicked or the runtime is shutting down: say which.
+            sqlx::Error::Io(std::io::Error::other(format!(
+                "opening the checkpoint connection: {failed}"
+            )))
+        })
         .and_then(|opened| opened)
 }
 

@@ -168,9 +168,14 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/s
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 impl Store {
+    /// Whether `url` names a SQLite database (anything else is PostgreSQL).
+    pub fn is_sqlite_url(url: &str) -> bool {
+        url.starts_with("sqlite:")
+    }
+
     /// Opens a pool; a SQLite file and its directory are created when missing.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("sqlite:") {
+        if Store::is_sqlite_url(url) {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Failed(format!("database.url: {error}")))?
                 .create_if_missing(true)

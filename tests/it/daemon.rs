@@ -7,7 +7,7 @@ use std::time::Duration;
 use intake::on_pool;
 use intake::store::Store;
 
-use crate::dovecot::{Daemon, Dovecot, wait_until};
+use crate::dovecot::{Daemon, Dovecot, poll_until, wait_until};
 use crate::harness::{Backend, Intake};
 
 const PASSWORD: &str = "secret";
@@ -269,14 +269,13 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
     let store = intake.store().await;
     let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
     // Killed as soon as a first batch is in: polled often, not at wait_until's pace.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count(&store, "SELECT count(*) FROM ingest_log").await <= 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for a first batch"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        "a first batch to be committed",
+        || async { count(&store, "SELECT count(*) FROM ingest_log").await > 0 },
+    )
+    .await;
     daemon.kill();
     let after_kill = count(&store, "SELECT count(*) FROM ingest_log").await;
     assert!(

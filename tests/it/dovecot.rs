@@ -474,7 +474,16 @@ impl Drop for Daemon {
 }
 
 /// Polls `check` until it is true; panics with `what` after `limit`. Never a bare sleep.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    poll_until(limit, Duration::from_millis(50), what, check).await
+}
+
+/// As `wait_until`, checking every `every`: for a test that must act as soon as it can.
+pub async fn poll_until<F, Fut>(limit: Duration, every: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -488,6 +497,6 @@ where
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
