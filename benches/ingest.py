@@ -8,7 +8,9 @@ attachments) into a throwaway Dovecot on 127.0.0.1, then times:
   - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments,
     with intake's page size, page cache and autocheckpoint;
 after touching --warm-up GiB of memory once (a fresh VM's first writes are slow), and
-reports messages/s, MB/s, the ratio to the ceiling and intake's peak RSS.
+reports messages/s, MB/s, the ratio to the ceiling, intake's peak RSS, and the CPU time the
+whole machine spent on each run (every process and the kernel: intake, Dovecot, PostgreSQL,
+writeback), set against the CPU a run at the target rate could use (see cpu_budget).
 
 Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
   [--mix text] [--large N] [--warm-up 4]
@@ -143,12 +145,39 @@ class Dovecot:
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
-def ceiling(port):
-    output = subprocess.run(
-        ["cargo", "bench", "--quiet", "--bench", "imap_ceiling", "--", "127.0.0.1", str(port), "support", PASSWORD],
-        cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+def busy_cpu_seconds():
+    """CPU seconds the whole machine has spent working since boot: user, nice, system, irq and
+    softirq on every CPU (not idle, not waiting for I/O, not stolen by the hypervisor)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_budget(ceiling_seconds):
+    """The CPU a run at the target rate (half the ceiling's) could use at most: every CPU of the
+    machine, busy for twice the ceiling's time. A run that needs more CPU than this cannot reach
+    the target on this machine, however well it spreads its work."""
+    return os.cpu_count() * 2 * ceiling_seconds
+
+
+def build_ceiling():
+    """The ceiling's binary, built once (so cargo's own start is not timed)."""
+    built = subprocess.run(["cargo", "bench", "--no-run", "--bench", "imap_ceiling"], cwd=REPO, check=True,
+                           capture_output=True, text=True)
+    for line in built.stderr.splitlines():
+        if "Executable" in line and "imap_ceiling" in line:
+            return os.path.join(REPO, line.rsplit("(", 1)[1].rstrip(")"))
+    sys.exit(f"cannot find the imap_ceiling binary in cargo's output:\n{built.stderr}")
+
+
+def ceiling(binary, port):
+    cpu = busy_cpu_seconds()
+    output = subprocess.run([binary, "127.0.0.1", str(port), "support", PASSWORD],
+                            check=True, capture_output=True, text=True).stdout.split()
+    cpu = busy_cpu_seconds() - cpu
     messages, size, seconds = int(output[0]), int(output[1]), float(output[2])
-    return messages, size, seconds
+    return messages, size, seconds, cpu
 
 
 def peak_rss_kb(pid):
@@ -197,6 +226,7 @@ password = "{PASSWORD}"
     # Schema first, so the timing covers ingestion only.
     subprocess.run([binary, "-c", config, "migrate"], check=True, capture_output=True)
     started = time.monotonic()
+    cpu = busy_cpu_seconds()
     # INTAKE_BENCH_LOG=FOLDER keeps each run's log there (info level), for looking into a result.
     log_folder = os.environ.get("INTAKE_BENCH_LOG")
     log = open(os.path.join(log_folder, f"intake-{backend}.log"), "w") if log_folder else subprocess.DEVNULL
@@ -207,13 +237,14 @@ password = "{PASSWORD}"
         interval = 0.05 if backend == "sqlite" else 0.5
         wait_for(lambda: count() >= expected, f"intake on {backend} to ingest {expected}", interval=interval)
         seconds = time.monotonic() - started
+        cpu = busy_cpu_seconds() - cpu
         rss = peak_rss_kb(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
         cleanup()
         subprocess.run(["rm", "-rf", workdir], check=False)
-    return seconds, rss
+    return seconds, cpu, rss
 
 
 def warm_up_memory(gib):
@@ -254,6 +285,7 @@ def storage_floor(messages):
         db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, raw BLOB NOT NULL)")
         db.execute("CREATE TABLE attachments (id INTEGER PRIMARY KEY, content BLOB NOT NULL)")
         started = time.monotonic()
+        cpu = busy_cpu_seconds()
         for first in range(0, len(messages), 100):
             db.execute("BEGIN")
             for raw, attachment in zip(messages[first:first + 100], attachments[first:first + 100]):
@@ -262,8 +294,9 @@ def storage_floor(messages):
                     db.execute("INSERT INTO attachments (content) VALUES (?)", (attachment,))
             db.execute("COMMIT")
         seconds = time.monotonic() - started
+        cpu = busy_cpu_seconds() - cpu
         db.close()
-        return seconds
+        return seconds, cpu
     finally:
         subprocess.run(["rm", "-rf", workdir], check=False)
 
@@ -287,8 +320,7 @@ def main():
     if binary is None:
         subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "intake"], cwd=REPO, check=True)
         binary = os.path.join(REPO, "target/release/intake")
-    subprocess.run(["cargo", "bench", "--quiet", "--no-run", "--bench", "imap_ceiling"], cwd=REPO, check=True,
-                   capture_output=True)
+    ceiling_binary = build_ceiling()
     warm_up_memory(arguments.warm_up)
     messages = generate(arguments.messages, arguments.seed, attachments=arguments.mix == "realistic")
     for index, large in enumerate(large_messages(arguments.large, arguments.seed)):
@@ -298,23 +330,27 @@ def main():
     print(f"{len(messages)} messages, {total / 1e6:.1f} MB ({with_attachments} with attachments)", flush=True)
     dovecot = Dovecot(messages)
     try:
-        fetched, size, seconds = ceiling(dovecot.port)
+        fetched, size, seconds, cpu = ceiling(ceiling_binary, dovecot.port)
         assert fetched == len(messages), f"the ceiling fetched {fetched}"
         ceiling_rate = fetched / seconds
-        print(f"{'run':<22}{'seconds':>9}{'messages/s':>12}{'MB/s':>9}{'of ceiling':>12}{'peak RSS':>11}")
+        budget, ceiling_seconds = cpu_budget(seconds), seconds
+        print(f"{'run':<22}{'seconds':>9}{'messages/s':>12}{'MB/s':>9}{'of ceiling':>12}{'peak RSS':>11}"
+              f"{'CPU s':>8}")
         print(f"{'bare IMAP fetch':<22}{seconds:>9.2f}{ceiling_rate:>12.0f}{size / 1e6 / seconds:>9.1f}"
-              f"{'100%':>12}{'-':>11}", flush=True)
+              f"{'100%':>12}{'-':>11}{cpu:>8.2f}", flush=True)
         backends = ["sqlite", "postgres"] if arguments.backend == "both" else [arguments.backend]
         for backend in backends:
-            seconds, rss = run_intake(binary, backend, dovecot.port, len(messages), postgres_url)
+            seconds, cpu, rss = run_intake(binary, backend, dovecot.port, len(messages), postgres_url)
             rate = len(messages) / seconds
             print(f"{'intake, ' + backend:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
-                  f"{rate / ceiling_rate:>12.0%}{rss / 1024:>8.0f} MB", flush=True)
+                  f"{rate / ceiling_rate:>12.0%}{rss / 1024:>8.0f} MB{cpu:>8.2f}", flush=True)
         if "sqlite" in backends:
-            seconds = storage_floor(messages)
+            seconds, cpu = storage_floor(messages)
             rate = len(messages) / seconds
             print(f"{'SQLite blobs alone':<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
-                  f"{rate / ceiling_rate:>12.0%}{'-':>11}", flush=True)
+                  f"{rate / ceiling_rate:>12.0%}{'-':>11}{cpu:>8.2f}", flush=True)
+        print(f"CPU a run at half the ceiling's rate could use here: {budget:.2f} s "
+              f"({os.cpu_count()} CPUs x 2 x {ceiling_seconds:.2f} s)", flush=True)
     finally:
         dovecot.stop()
 
