@@ -9,13 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,13 +26,17 @@ use crate::imap::{self, Activity, FolderTask};
 use crate::monitor::{self, Monitor};
 use crate::outbound::{self, Outbound};
 use crate::pipeline::Pipeline;
-use crate::store::folders::FolderKey;
+use crate::run_lock::{self, Attempt, RunLock};
+use crate::store::folders::{self, FolderKey};
 use crate::store::{Store, StoreError};
 
 /// How long tasks get to finish the message in hand and log out.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 /// How often the status line is refreshed when no watchdog asks for more.
 const STATUS_INTERVAL: Duration = Duration::from_secs(30);
+/// How often an instance standing by on a SQLite database tries its run lock: the takeover
+/// delay after the serving instance stops.
+const RUN_LOCK_RETRY: Duration = Duration::from_secs(1);
 
 /// Folder tasks to stop and to start when the configuration changes.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -94,6 +100,7 @@ struct Running {
     monitor: Option<Arc<Monitor>>,
     pipeline: Pipeline,
     tasks: BTreeMap<FolderKey, CancellationToken>,
+    may_lease: watch::Receiver<bool>,
     /// The outbound worker's stop token, when `[smtp]` is configured.
     outbound: Option<CancellationToken>,
 }
@@ -131,7 +138,27 @@ pub async fn run(
         }
         None => None,
     };
+    // Kept until the very end: a standby must not take over while tasks still finish.
+    let run_lock: Arc<Mutex<Option<RunLock>>> = Arc::default();
+    let (may_lease, may_lease_rx) = watch::channel(false);
+    match store.sqlite_file() {
+        Some(database) => {
+            take_run_lock(
+                &database,
+                &store,
+                &holder,
+                (may_lease, run_lock.clone()),
+                root.child_token(),
+                &tracker,
+            )
+            .await;
+        }
+        None => {
+            may_lease.send_replace(true);
+        }
+    }
     let mut running = Running {
+        may_lease: may_lease_rx,
         pipeline: Pipeline::new(store.clone(), &settings),
         settings,
         monitor,
@@ -204,7 +231,99 @@ pub async fn run(
         _ = interrupt.recv() => tracing::warn!("second signal: exiting at once"),
     }
     store.close().await;
+    drop(run_lock);
     Ok(())
+}
+
+/// The run lock of a SQLite database (`run_lock`): held at once, or waited for by a task,
+/// standing by; held, the folder tasks may take leases. The lock goes into `slot`, which
+/// `run` keeps to its end.
+async fn take_run_lock(
+    database: &Path,
+    store: &Store,
+    holder: &str,
+    (may_lease, slot): (watch::Sender<bool>, Arc<Mutex<Option<RunLock>>>),
+    stop: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let path = run_lock::path_for(database);
+    match run_lock::try_take(&path) {
+        Ok(Attempt::Held(lock)) => {
+            keep(&slot, lock);
+            take_over(store, holder, &may_lease).await;
+        }
+        Ok(Attempt::Busy { pid }) => {
+            let pid = pid.map_or_else(|| "unknown".to_string(), |pid| pid.to_string());
+            tracing::info!(lock = %path.display(), %pid, "another intake run serves this database; standing by until it stops");
+            tracker.spawn(stand_by(
+                path,
+                store.clone(),
+                holder.to_string(),
+                (may_lease, slot),
+                stop,
+            ));
+        }
+        Err(error) => {
+            tracing::warn!(lock = %path.display(), %error, "cannot take the database's run lock: folder leases alone keep instances apart, so after a crash the restarted instance waits out the old leases");
+            may_lease.send_replace(true);
+        }
+    }
+}
+
+/// Tries the run lock every `RUN_LOCK_RETRY` until it is free, then takes over.
+async fn stand_by(
+    path: PathBuf,
+    store: Store,
+    holder: String,
+    (may_lease, slot): (watch::Sender<bool>, Arc<Mutex<Option<RunLock>>>),
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RUN_LOCK_RETRY) => {}
+        }
+        match run_lock::try_take(&path) {
+            Ok(Attempt::Held(lock)) => {
+                keep(&slot, lock);
+                tracing::info!("the other intake run has stopped; taking over");
+                take_over(&store, &holder, &may_lease).await;
+                return;
+            }
+            Ok(Attempt::Busy { .. }) => {}
+            Err(error) => {
+                tracing::warn!(lock = %path.display(), %error, "cannot take the database's run lock any more: folder leases alone keep instances apart");
+                may_lease.send_replace(true);
+                return;
+            }
+        }
+    }
+}
+
+fn keep(slot: &Mutex<Option<RunLock>>, lock: RunLock) {
+    match slot.lock() {
+        Ok(mut slot) => *slot = Some(lock),
+        Err(poisoned) => *poisoned.into_inner() = Some(lock),
+    }
+}
+
+/// As the only instance alive on the database: frees the leases dead instances left, then
+/// lets the folder tasks take theirs.
+async fn take_over(store: &Store, holder: &str, may_lease: &watch::Sender<bool>) {
+    match folders::release_others_leases(store, holder).await {
+        Ok(freed) if !freed.is_empty() => {
+            let freed: Vec<String> = freed
+                .iter()
+                .map(|key| format!("{}/{}", key.mailbox, key.folder))
+                .collect();
+            tracing::info!(folders = %freed.join(", "), "taking over at once the folders a stopped instance still held");
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "cannot free the leases a stopped instance left; its folders are taken over when they expire")
+        }
+    }
+    may_lease.send_replace(true);
 }
 
 fn start_task(
@@ -230,6 +349,7 @@ fn start_task(
         mailbox,
         pipeline: running.pipeline.clone(),
         holder: holder.to_string(),
+        may_lease: running.may_lease.clone(),
         activity: activity.clone(),
     };
     tracker.spawn(imap::run_folder(task, stop.clone()));
@@ -326,6 +446,9 @@ async fn database_answers(store: &Store) -> bool {
 }
 
 fn status(running: &Running, activity: &Activity) -> String {
+    if !*running.may_lease.borrow() {
+        return "standing by: another intake run serves this database".to_string();
+    }
     format!(
         "{} folders watched, {} messages ingested",
         running.tasks.len(),

@@ -85,6 +85,9 @@ pub struct FolderTask {
     pub pipeline: Pipeline,
     /// Identifies this instance in `mailbox_folders.lease_holder`.
     pub holder: String,
+    /// Whether this instance may take folder leases at all: false while another `intake run`
+    /// holds the SQLite database's run lock (`run_lock`), always true on PostgreSQL.
+    pub may_lease: tokio::sync::watch::Receiver<bool>,
     pub activity: Arc<Activity>,
 }
 
@@ -152,7 +155,19 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
 async fn wait_for_lease(task: &FolderTask, stop: &CancellationToken) -> bool {
     let store = task.pipeline.store();
     let mut told = false;
+    let mut may_lease = task.may_lease.clone();
     loop {
+        // The daemon says once why it stands by; the folders wait without a word.
+        while !*may_lease.borrow_and_update() {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                changed = may_lease.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
         match folders::acquire_lease(store, &task.key, &task.holder, LEASE_TTL).await {
             Ok(true) => return true,
             Ok(false) if !told => {

@@ -12,4 +12,5 @@ pub mod message;
 pub mod monitor;
 pub mod outbound;
 pub mod pipeline;
+pub mod run_lock;
 pub mod store;

@@ -90,6 +90,27 @@ pub async fn release_lease(store: &Store, key: &FolderKey, holder: &str) -> Resu
     Ok(())
 }
 
+/// Frees every lease not held by `holder`: for the sole instance on a database (`run_lock`),
+/// whose other holders are known dead. Returns the folders freed.
+pub async fn release_others_leases(
+    store: &Store,
+    holder: &str,
+) -> Result<Vec<FolderKey>, StoreError> {
+    let freed: Vec<(String, String)> = on_pool!(store, pool => {
+        sqlx::query_as(
+            "UPDATE mailbox_folders SET lease_holder = NULL, lease_expires_at = NULL \
+             WHERE lease_holder IS NOT NULL AND lease_holder <> $1 RETURNING mailbox, folder",
+        )
+        .bind(holder)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(freed
+        .into_iter()
+        .map(|(mailbox, folder)| FolderKey { mailbox, folder })
+        .collect())
+}
+
 pub async fn state(store: &Store, key: &FolderKey) -> Result<FolderState, StoreError> {
     let row: Option<(Option<i64>, i64)> = on_pool!(store, pool => {
         sqlx::query_as(

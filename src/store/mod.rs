@@ -345,6 +345,15 @@ impl Store {
         on_pool!(self, pool => pool.close().await)
     }
 
+    /// The file of a SQLite database (none for PostgreSQL or an in-memory database).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Store::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf())
+                .filter(|path| path.is_file()),
+            Store::Postgres(_) => None,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",

@@ -291,6 +291,15 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
         Duration::from_secs(120),
     )
     .await;
+    // On SQLite the run lock shows the killed instance dead: its lease is not waited out.
+    if backend == Backend::Sqlite {
+        assert!(
+            daemon
+                .log_text()
+                .contains("taking over at once the folders a stopped instance still held"),
+            "the restarted daemon took the dead instance's folder at once"
+        );
+    }
     wait_until(
         Duration::from_secs(30),
         "every message to be moved",
@@ -805,6 +814,67 @@ async fn two_instances_on_postgres_share_a_folder_and_take_over() {
     assert_eq!(
         count(&store, "SELECT count(*) FROM ingest_log").await,
         25,
+        "nothing twice"
+    );
+    assert_eq!(second.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_second_instance_on_sqlite_stands_by_and_takes_over_at_once() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    let store = intake.store().await;
+    let mut first = Daemon::start(&intake.config, intake.path("first.log"));
+    wait_connected(&first).await;
+    let mut second = Daemon::start(&intake.config, intake.path("second.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "the second instance to stand by",
+        || async {
+            second
+                .log_text()
+                .contains("another intake run serves this database")
+        },
+    )
+    .await;
+    for index in 0..5 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        5,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        !second.log_text().contains("mailbox connected"),
+        "only one instance ingests"
+    );
+
+    // Killed, the first leaves its lease behind; the run lock went with the process, so the
+    // second knows it is dead and does not wait for the lease to expire (45 s).
+    first.kill();
+    for index in 5..10 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        10,
+        Duration::from_secs(30),
+    )
+    .await;
+    let log = second.log_text();
+    assert!(
+        log.contains("taking over at once the folders a stopped instance still held")
+            && log.contains("support/INBOX"),
+        "the dead instance's lease is taken over at once:\n{log}"
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        10,
         "nothing twice"
     );
     assert_eq!(second.terminate(Duration::from_secs(10)), Some(0));
