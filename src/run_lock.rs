@@ -71,10 +71,9 @@ mod tests {
 
     #[test]
     fn one_holder_at_a_time_and_released_on_drop() {
-        let dir = std::env::temp_dir().join(format!("intake-run-lock-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = path_for(&dir.join("intake.db"));
-        assert_eq!(path, dir.join("intake.db-run.lock"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = path_for(&dir.path().join("intake.db"));
+        assert_eq!(path, dir.path().join("intake.db-run.lock"));
 
         let Ok(Attempt::Held(held)) = try_take(&path) else {
             panic!("a free lock is taken");
@@ -87,7 +86,6 @@ mod tests {
         }
         drop(held);
         assert!(matches!(try_take(&path), Ok(Attempt::Held(_))));
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -345,10 +345,12 @@ impl Store {
         on_pool!(self, pool => pool.close().await)
     }
 
-    /// The file of a SQLite database (none for PostgreSQL or an in-memory database).
+    /// The file of a SQLite database, symbolic links resolved, so that every name of it gives
+    /// the same path (none for PostgreSQL or an in-memory database).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         match self {
-            Store::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf())
+            Store::Sqlite(pool) => std::fs::canonicalize(pool.connect_options().get_filename())
+                .ok()
                 .filter(|path| path.is_file()),
             Store::Postgres(_) => None,
         }
@@ -515,6 +517,27 @@ mod tests {
             .expect("cache_size");
         assert_eq!(cache, -CACHE_BYTES / 1024, "cache_size in KiB");
         (mode, page_bytes, pages)
+    }
+
+    #[tokio::test]
+    async fn every_name_of_a_sqlite_database_gives_one_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.db");
+        let link = dir.path().join("link.db");
+        let direct = Store::connect(&format!("sqlite://{}", real.display()))
+            .await
+            .expect("store");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let linked = Store::connect(&format!("sqlite://{}", link.display()))
+            .await
+            .expect("store through the link");
+        let file = direct.sqlite_file().expect("a file");
+        assert_eq!(file, std::fs::canonicalize(&real).expect("canonical"));
+        assert_eq!(linked.sqlite_file(), Some(file));
+        direct.close().await;
+        linked.close().await;
+        let memory = Store::connect("sqlite::memory:").await.expect("in memory");
+        assert_eq!(memory.sqlite_file(), None);
     }
 
     #[tokio::test]
