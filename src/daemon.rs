@@ -138,23 +138,27 @@ pub async fn run(
         }
         None => None,
     };
-    // Kept until the very end: a standby must not take over while tasks still finish.
+    // The lock is kept until the very end: a standby must not take over while tasks finish.
     let run_lock: Arc<Mutex<Option<RunLock>>> = Arc::default();
     let (may_lease, may_lease_rx) = watch::channel(false);
+    let lock_state = LockState {
+        may_lease,
+        slot: run_lock.clone(),
+    };
     match store.sqlite_file() {
         Some(database) => {
             take_run_lock(
                 &database,
                 &store,
                 &holder,
-                (may_lease, run_lock.clone()),
+                lock_state,
                 root.child_token(),
                 &tracker,
             )
             .await;
         }
         None => {
-            may_lease.send_replace(true);
+            lock_state.may_lease.send_replace(true);
         }
     }
     let mut running = Running {
@@ -235,22 +239,37 @@ pub async fn run(
     Ok(())
 }
 
+/// Where the daemon's run lock goes once taken (`run` keeps it to its end), and the signal
+/// that lets the folder tasks take leases.
+struct LockState {
+    may_lease: watch::Sender<bool>,
+    slot: Arc<Mutex<Option<RunLock>>>,
+}
+
+impl LockState {
+    fn keep(&self, lock: RunLock) {
+        match self.slot.lock() {
+            Ok(mut slot) => *slot = Some(lock),
+            Err(poisoned) => *poisoned.into_inner() = Some(lock),
+        }
+    }
+}
+
 /// The run lock of a SQLite database (`run_lock`): held at once, or waited for by a task,
-/// standing by; held, the folder tasks may take leases. The lock goes into `slot`, which
-/// `run` keeps to its end.
+/// standing by; held, the folder tasks may take leases.
 async fn take_run_lock(
     database: &Path,
     store: &Store,
     holder: &str,
-    (may_lease, slot): (watch::Sender<bool>, Arc<Mutex<Option<RunLock>>>),
+    state: LockState,
     stop: CancellationToken,
     tracker: &TaskTracker,
 ) {
     let path = run_lock::path_for(database);
     match run_lock::try_take(&path) {
         Ok(Attempt::Held(lock)) => {
-            keep(&slot, lock);
-            take_over(store, holder, &may_lease).await;
+            state.keep(lock);
+            take_over(store, holder, &state.may_lease).await;
         }
         Ok(Attempt::Busy { pid }) => {
             let pid = pid.map_or_else(|| "unknown".to_string(), |pid| pid.to_string());
@@ -259,13 +278,13 @@ async fn take_run_lock(
                 path,
                 store.clone(),
                 holder.to_string(),
-                (may_lease, slot),
+                state,
                 stop,
             ));
         }
         Err(error) => {
             tracing::warn!(lock = %path.display(), %error, "cannot take the database's run lock: folder leases alone keep instances apart, so after a crash the restarted instance waits out the old leases");
-            may_lease.send_replace(true);
+            state.may_lease.send_replace(true);
         }
     }
 }
@@ -275,7 +294,7 @@ async fn stand_by(
     path: PathBuf,
     store: Store,
     holder: String,
-    (may_lease, slot): (watch::Sender<bool>, Arc<Mutex<Option<RunLock>>>),
+    state: LockState,
     stop: CancellationToken,
 ) {
     loop {
@@ -285,25 +304,18 @@ async fn stand_by(
         }
         match run_lock::try_take(&path) {
             Ok(Attempt::Held(lock)) => {
-                keep(&slot, lock);
+                state.keep(lock);
                 tracing::info!("the other intake run has stopped; taking over");
-                take_over(&store, &holder, &may_lease).await;
+                take_over(&store, &holder, &state.may_lease).await;
                 return;
             }
             Ok(Attempt::Busy { .. }) => {}
             Err(error) => {
                 tracing::warn!(lock = %path.display(), %error, "cannot take the database's run lock any more: folder leases alone keep instances apart");
-                may_lease.send_replace(true);
+                state.may_lease.send_replace(true);
                 return;
             }
         }
-    }
-}
-
-fn keep(slot: &Mutex<Option<RunLock>>, lock: RunLock) {
-    match slot.lock() {
-        Ok(mut slot) => *slot = Some(lock),
-        Err(poisoned) => *poisoned.into_inner() = Some(lock),
     }
 }
 
