@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -26,7 +26,7 @@ use crate::imap::{self, Activity, FolderTask};
 use crate::monitor::{self, Monitor};
 use crate::outbound::{self, Outbound};
 use crate::pipeline::Pipeline;
-use crate::run_lock::{self, Attempt, RunLock};
+use crate::run_lock::{self, Attempt};
 use crate::store::folders::{self, FolderKey};
 use crate::store::{Store, StoreError};
 
@@ -138,27 +138,21 @@ pub async fn run(
         }
         None => None,
     };
-    // The lock is kept until the very end: a standby must not take over while tasks finish.
-    let run_lock: Arc<Mutex<Option<RunLock>>> = Arc::default();
     let (may_lease, may_lease_rx) = watch::channel(false);
-    let lock_state = LockState {
-        may_lease,
-        slot: run_lock.clone(),
-    };
     match store.sqlite_file() {
         Some(database) => {
             take_run_lock(
                 &database,
                 &store,
                 &holder,
-                lock_state,
+                may_lease,
                 root.child_token(),
                 &tracker,
             )
             .await;
         }
         None => {
-            lock_state.may_lease.send_replace(true);
+            may_lease.send_replace(true);
         }
     }
     let mut running = Running {
@@ -235,41 +229,25 @@ pub async fn run(
         _ = interrupt.recv() => tracing::warn!("second signal: exiting at once"),
     }
     store.close().await;
-    drop(run_lock);
     Ok(())
 }
 
-/// Where the daemon's run lock goes once taken (`run` keeps it to its end), and the signal
-/// that lets the folder tasks take leases.
-struct LockState {
-    may_lease: watch::Sender<bool>,
-    slot: Arc<Mutex<Option<RunLock>>>,
-}
-
-impl LockState {
-    fn keep(&self, lock: RunLock) {
-        match self.slot.lock() {
-            Ok(mut slot) => *slot = Some(lock),
-            Err(poisoned) => *poisoned.into_inner() = Some(lock),
-        }
-    }
-}
-
 /// The run lock of a SQLite database (`run_lock`): held at once, or waited for by a task,
-/// standing by; held, the folder tasks may take leases.
+/// standing by; once held (until the process ends: a standby must not take over while tasks
+/// still finish), `may_lease` lets the folder tasks take leases.
 async fn take_run_lock(
     database: &Path,
     store: &Store,
     holder: &str,
-    state: LockState,
+    may_lease: watch::Sender<bool>,
     stop: CancellationToken,
     tracker: &TaskTracker,
 ) {
     let path = run_lock::path_for(database);
     match run_lock::try_take(&path) {
         Ok(Attempt::Held(lock)) => {
-            state.keep(lock);
-            take_over(store, holder, &state.may_lease).await;
+            lock.keep_until_exit();
+            take_over(store, holder, &may_lease).await;
         }
         Ok(Attempt::Busy { pid }) => {
             let pid = pid.map_or_else(|| "unknown".to_string(), |pid| pid.to_string());
@@ -278,13 +256,13 @@ async fn take_run_lock(
                 path,
                 store.clone(),
                 holder.to_string(),
-                state,
+                may_lease,
                 stop,
             ));
         }
         Err(error) => {
             tracing::warn!(lock = %path.display(), %error, "cannot take the database's run lock: folder leases alone keep instances apart, so after a crash the restarted instance waits out the old leases");
-            state.may_lease.send_replace(true);
+            may_lease.send_replace(true);
         }
     }
 }
@@ -294,7 +272,7 @@ async fn stand_by(
     path: PathBuf,
     store: Store,
     holder: String,
-    state: LockState,
+    may_lease: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     loop {
@@ -304,15 +282,15 @@ async fn stand_by(
         }
         match run_lock::try_take(&path) {
             Ok(Attempt::Held(lock)) => {
-                state.keep(lock);
+                lock.keep_until_exit();
                 tracing::info!("the other intake run has stopped; taking over");
-                take_over(&store, &holder, &state.may_lease).await;
+                take_over(&store, &holder, &may_lease).await;
                 return;
             }
             Ok(Attempt::Busy { .. }) => {}
             Err(error) => {
                 tracing::warn!(lock = %path.display(), %error, "cannot take the database's run lock any more: folder leases alone keep instances apart");
-                state.may_lease.send_replace(true);
+                may_lease.send_replace(true);
                 return;
             }
         }

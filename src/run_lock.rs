@@ -33,7 +33,16 @@ pub enum Attempt {
 /// The held lock. Dropping it (or the process ending) releases it.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
+}
+
+impl RunLock {
+    /// Holds the lock until the process ends, however it ends: the daemon's lock must outlive
+    /// every task that still finishes a message, so nothing in it may drop the lock earlier.
+    pub fn keep_until_exit(self) {
+        // The open file is what holds a flock; leaking it closes it only when the process does.
+        std::mem::forget(self.file);
+    }
 }
 
 /// Tries once, without waiting. `Err` when the file cannot be opened or locked at all (a
@@ -51,7 +60,7 @@ pub fn try_take(path: &Path) -> std::io::Result<Attempt> {
             file.set_len(0)?;
             file.seek(SeekFrom::Start(0))?;
             writeln!(file, "{}", std::process::id())?;
-            Ok(Attempt::Held(RunLock { _file: file }))
+            Ok(Attempt::Held(RunLock { file }))
         }
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
@@ -85,7 +94,14 @@ mod tests {
             other => panic!("a held lock is busy, got {other:?}"),
         }
         drop(held);
-        assert!(matches!(try_take(&path), Ok(Attempt::Held(_))));
+        let Ok(Attempt::Held(kept)) = try_take(&path) else {
+            panic!("a dropped lock is free again");
+        };
+        kept.keep_until_exit();
+        assert!(
+            matches!(try_take(&path), Ok(Attempt::Busy { .. })),
+            "a lock kept until exit stays held"
+        );
     }
 
     #[test]
