@@ -17,7 +17,7 @@ use crate::ingest::{
     OrganisationId, OrganisationPlan, Outcome,
 };
 use crate::message::{Inbound, Mailbox, Origin};
-use crate::on_tx;
+use crate::{insert_id, on_tx};
 
 use super::blobs::{Blob, Column};
 use super::{StoreError, Timestamp, Tx};
@@ -396,23 +396,21 @@ async fn insert_client(
     now: Timestamp,
 ) -> Result<ClientId, StoreError> {
     for reference in super::references::draws() {
-        let inserted: Option<i64> = on_tx!(tx, conn => {
-            sqlx::query_scalar(
-                "INSERT INTO clients (email, display_name, organisation_id, approval, standing, \
-                 created_at, updated_at, reference) \
-                 SELECT $1, $2, $3, $4, 'normal', $5, $5, $6 \
-                 WHERE NOT EXISTS (SELECT 1 FROM client_references WHERE reference = $6) \
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(&sender.address)
-            .bind(&sender.name)
-            .bind(organisation)
-            .bind(new_client.approval.as_str())
-            .bind(now)
-            .bind(&reference)
-            .fetch_optional(&mut *conn)
-            .await?
-        });
+        let inserted = insert_id!(
+            tx,
+            "INSERT INTO clients (email, display_name, organisation_id, approval, standing, \
+             created_at, updated_at, reference) \
+             SELECT $1, $2, $3, $4, 'normal', $5, $5, $6 \
+             WHERE NOT EXISTS (SELECT 1 FROM client_references WHERE reference = $6) \
+             ON CONFLICT DO NOTHING",
+            |query| query
+                .bind(&sender.address)
+                .bind(&sender.name)
+                .bind(organisation)
+                .bind(new_client.approval.as_str())
+                .bind(now)
+                .bind(&reference)
+        );
         if let Some(client_id) = inserted {
             return Ok(client_id);
         }
@@ -508,25 +506,23 @@ async fn create_incident(
     };
     for _ in 0..MAX_HASH_ATTEMPTS {
         let hash = hash_format.generate(&mut rand::rng());
-        let inserted: Option<i64> = on_tx!(tx, conn => {
-            sqlx::query_scalar(
-                "INSERT INTO incidents (hash, client_id, organisation_id, mailbox, department, \
-                 folder, held_reason, status, subject, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) \
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(&hash)
-            .bind(client_id)
-            .bind(organisation_id)
-            .bind(&mailbox)
-            .bind(department)
-            .bind(folder.as_str())
-            .bind(held_reason)
-            .bind(subject)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?
-        });
+        let inserted = insert_id!(
+            tx,
+            "INSERT INTO incidents (hash, client_id, organisation_id, mailbox, department, \
+             folder, held_reason, status, subject, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) \
+             ON CONFLICT DO NOTHING",
+            |query| query
+                .bind(&hash)
+                .bind(client_id)
+                .bind(organisation_id)
+                .bind(&mailbox)
+                .bind(department)
+                .bind(folder.as_str())
+                .bind(held_reason)
+                .bind(subject)
+                .bind(now)
+        );
         if let Some(id) = inserted {
             return Ok((id, hash));
         }
@@ -574,35 +570,43 @@ async fn insert_message(
          text_body, html_body, sent_at, received_at, size_bytes, raw_sha256, raw_is_complete, \
          raw, dedup_key) \
          VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, {}, $18) ON CONFLICT DO NOTHING RETURNING id",
+         $16, {}, $18) ON CONFLICT DO NOTHING",
         raw.sql("$17")
     );
-    let inserted: Option<i64> = on_tx!(tx, conn => {
-        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(incident_id)
-        .bind(&inbound.message_id)
-        .bind(angle(&inbound.in_reply_to))
-        .bind(angle(&inbound.references))
-        .bind(inbound.sender.as_ref().map(|mailbox| mailbox.address.clone()))
-        .bind(inbound.sender.as_ref().and_then(|mailbox| mailbox.name.clone()))
-        .bind(join(&inbound.to))
-        .bind(join(&inbound.cc))
-        .bind(&inbound.subject)
-        .bind(&inbound.text_body)
-        .bind(&inbound.html_body)
-        .bind(sent_at)
-        .bind(now)
-        .bind(inbound.size_bytes as i64)
-        .bind(&inbound.raw_sha256)
-        .bind(raw_is_complete);
+    let inserted = insert_id!(tx, sql, |query| {
+        let query = query
+            .bind(incident_id)
+            .bind(&inbound.message_id)
+            .bind(angle(&inbound.in_reply_to))
+            .bind(angle(&inbound.references))
+            .bind(
+                inbound
+                    .sender
+                    .as_ref()
+                    .map(|mailbox| mailbox.address.clone()),
+            )
+            .bind(
+                inbound
+                    .sender
+                    .as_ref()
+                    .and_then(|mailbox| mailbox.name.clone()),
+            )
+            .bind(join(&inbound.to))
+            .bind(join(&inbound.cc))
+            .bind(&inbound.subject)
+            .bind(&inbound.text_body)
+            .bind(&inbound.html_body)
+            .bind(sent_at)
+            .bind(now)
+            .bind(inbound.size_bytes as i64)
+            .bind(&inbound.raw_sha256)
+            .bind(raw_is_complete);
         if raw.binds_length() {
             query.bind(received.raw.len() as i64)
         } else {
             query.bind(received.raw)
         }
         .bind(&dedup_key)
-        .fetch_optional(&mut *conn)
-        .await?
     });
     let id = inserted.ok_or_else(|| {
         StoreError::Conflict(format!(
@@ -625,11 +629,11 @@ async fn insert_attachments(
         content.before_insert(tx, &attachment.content).await?;
         let sql = format!(
             "INSERT INTO attachments (message_id, filename, content_type, size_bytes, sha256, \
-             content) VALUES ($1, $2, $3, $4, $5, {}) RETURNING id",
+             content) VALUES ($1, $2, $3, $4, $5, {})",
             content.sql("$6")
         );
-        let id: i64 = on_tx!(tx, conn => {
-            let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let inserted = insert_id!(tx, sql, |query| {
+            let query = query
                 .bind(message_id)
                 .bind(&attachment.filename)
                 .bind(&attachment.content_type)
@@ -640,9 +644,12 @@ async fn insert_attachments(
             } else {
                 query.bind(&attachment.content)
             }
-            .fetch_one(&mut *conn)
-            .await?
         });
+        let id = inserted.ok_or_else(|| {
+            StoreError::Failed(format!(
+                "attachment of message {message_id} was not inserted"
+            ))
+        })?;
         content
             .after_insert(tx, Column::AttachmentContent, id, &attachment.content)
             .await?;
@@ -677,21 +684,21 @@ pub(super) async fn enqueue(
     reply_to_message_id: Option<i64>,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
-    Ok(on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "INSERT INTO outbound (template, recipient, client_id, incident_id, reply_to_message_id, \
-             state, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6) RETURNING id",
-        )
-        .bind(template)
-        .bind(recipient)
-        .bind(client_id)
-        .bind(incident_id)
-        .bind(reply_to_message_id)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?
-    }))
+    let inserted = insert_id!(
+        tx,
+        "INSERT INTO outbound (template, recipient, client_id, incident_id, reply_to_message_id, \
+         state, attempts, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6, $6)",
+        |query| query
+            .bind(template)
+            .bind(recipient)
+            .bind(client_id)
+            .bind(incident_id)
+            .bind(reply_to_message_id)
+            .bind(now)
+    );
+    inserted
+        .ok_or_else(|| StoreError::Failed(format!("{template} mail to {recipient} was not queued")))
 }
 
 /// Records a message that could not be applied (a failure that is not the database being
@@ -716,11 +723,11 @@ pub async fn record_failure(
         "INSERT INTO messages (direction, message_id_header, from_address, subject, received_at, \
          size_bytes, raw_sha256, raw_is_complete, raw, dedup_key) \
          VALUES ('inbound', $1, $2, $3, $4, $5, $6, $7, {}, $9) \
-         ON CONFLICT DO NOTHING RETURNING id",
+         ON CONFLICT DO NOTHING",
         blob.sql("$8")
     );
-    let message_id: Option<i64> = on_tx!(tx, conn => {
-        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let message_id = insert_id!(tx, sql, |query| {
+        let query = query
             .bind(&inbound.message_id)
             .bind(&sender)
             .bind(&inbound.subject)
@@ -734,8 +741,6 @@ pub async fn record_failure(
             query.bind(raw)
         }
         .bind(&dedup_key)
-        .fetch_optional(&mut *conn)
-        .await?
     });
     if let Some(id) = message_id {
         blob.after_insert(tx, Column::MessageRaw, id, raw).await?;
@@ -756,6 +761,94 @@ pub async fn record_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::Approval;
+    use crate::store::Store;
+
+    /// On SQLite the id comes from `last_insert_rowid`, not `RETURNING`: it must be the client's
+    /// row even though the insert's trigger inserts into `client_references` after it, and there
+    /// must be none when the insert was skipped.
+    #[tokio::test]
+    async fn a_sqlite_insert_gives_its_own_row_id_and_none_when_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("ids.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let mut tx = store.begin().await.expect("begin");
+        let now = Timestamp::now();
+        let organisation: i64 = on_tx!(&mut tx, conn => {
+            // References issued before: the trigger's rows get rowids the clients do not.
+            for reference in ["C-OLD1", "C-OLD2", "C-OLD3"] {
+                sqlx::query("INSERT INTO client_references (reference) VALUES ($1)")
+                    .bind(reference)
+                    .execute(&mut *conn)
+                    .await
+                    .expect("reference");
+            }
+            sqlx::query_scalar("INSERT INTO organisations (name, created_at, updated_at) \
+                                VALUES ('Ids', $1, $1) RETURNING id")
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await
+                .expect("organisation")
+        });
+        let new_client = NewClient {
+            approval: Approval::Approved,
+            organisation: OrganisationPlan::Existing(organisation),
+            send_registration: false,
+        };
+        let mut ids = Vec::new();
+        for address in ["first@ids.example", "second@ids.example"] {
+            let sender = Mailbox {
+                address: address.to_string(),
+                name: None,
+            };
+            let id = insert_client(&mut tx, &sender, organisation, &new_client, now)
+                .await
+                .expect("client");
+            let stored: i64 = on_tx!(&mut tx, conn => {
+                sqlx::query_scalar("SELECT id FROM clients WHERE email = $1")
+                    .bind(address)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("stored client")
+            });
+            assert_eq!(id, stored, "{address}");
+            ids.push(id);
+        }
+        assert_ne!(ids[0], ids[1]);
+
+        let again = async {
+            Ok::<_, StoreError>(insert_id!(
+                &mut tx,
+                "INSERT INTO clients (email, organisation_id, approval, standing, created_at, \
+                 updated_at, reference) VALUES ($1, $2, 'approved', 'normal', $3, $3, 'C-AGAIN') \
+                 ON CONFLICT DO NOTHING",
+                |query| query.bind("first@ids.example").bind(organisation).bind(now)
+            ))
+        }
+        .await
+        .expect("insert");
+        assert_eq!(again, None, "a skipped insert gives no id");
+        let queued = enqueue(
+            &mut tx,
+            "registration",
+            "first@ids.example",
+            Some(ids[0]),
+            None,
+            None,
+            now,
+        )
+        .await
+        .expect("queued");
+        let stored: i64 = on_tx!(&mut tx, conn => {
+            sqlx::query_scalar("SELECT max(id) FROM outbound")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("outbound row")
+        });
+        assert_eq!(queued, stored);
+        tx.rollback().await.expect("rollback");
+    }
 
     #[test]
     fn placeholders_mark_every_value_row_by_row() {

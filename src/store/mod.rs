@@ -139,6 +139,35 @@ macro_rules! on_tx {
     };
 }
 
+/// Runs the one-row `INSERT` `$sql` (written without `RETURNING`) in transaction `$tx`, with
+/// `$binds` binding its values to `$query`, and gives the new row's id: `None` when the row was
+/// not inserted (`ON CONFLICT DO NOTHING`, or an `INSERT … SELECT … WHERE` that found nothing).
+///
+/// PostgreSQL gets `RETURNING id`. SQLite does not: there, a statement with `RETURNING` counts
+/// as one that may write many rows, so inside a transaction it keeps a statement journal, and
+/// every page it changes is first copied to a temporary file (64 KiB a page). Three such
+/// inserts per message wrote 3 GB of journal per 5,000 messages (BENCHMARKS.md). SQLite's
+/// `last_insert_rowid` gives the same id; a trigger's own inserts do not change it.
+#[macro_export]
+macro_rules! insert_id {
+    ($tx:expr, $sql:expr, |$query:ident| $binds:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(transaction) => {
+                let $query = sqlx::query(sqlx::AssertSqlSafe($sql));
+                let done = $binds.execute(&mut **transaction).await?;
+                (done.rows_affected() > 0).then(|| done.last_insert_rowid())
+            }
+            $crate::store::Tx::Postgres(transaction) => {
+                let $query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                    "{} RETURNING id",
+                    $sql
+                )));
+                $binds.fetch_optional(&mut **transaction).await?
+            }
+        }
+    };
+}
+
 /// Runs `$body` with `$pool` bound to the concrete pool, once per backend.
 #[macro_export]
 macro_rules! on_pool {

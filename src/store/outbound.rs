@@ -242,33 +242,33 @@ pub async fn mark_sent(store: &Store, row: &Claimed, copy: &SentCopy) -> Result<
     let dedup_key = crate::message::dedup_key_for_message_id(&copy.message_id_header);
     let sha256 = crate::message::sha256_hex(&copy.raw);
     let mut tx = store.begin().await?;
+    let inserted = crate::insert_id!(
+        &mut tx,
+        "INSERT INTO messages (incident_id, direction, message_id_header, in_reply_to, \
+         references_header, from_address, from_name, to_addresses, subject, text_body, \
+         html_body, sent_at, received_at, size_bytes, raw_sha256, raw_is_complete, raw, \
+         dedup_key) \
+         VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $16, \
+         $14, $15) ON CONFLICT DO NOTHING",
+        |query| query
+            .bind(row.incident_id)
+            .bind(&copy.message_id_header)
+            .bind(&copy.in_reply_to)
+            .bind(&copy.references)
+            .bind(&copy.from_address)
+            .bind(&copy.from_name)
+            .bind(&copy.to)
+            .bind(&copy.subject)
+            .bind(&copy.text_body)
+            .bind(&copy.html_body)
+            .bind(now)
+            .bind(copy.raw.len() as i64)
+            .bind(&sha256)
+            .bind(&copy.raw)
+            .bind(&dedup_key)
+            .bind(true)
+    );
     let updated = crate::on_tx!(&mut tx, conn => {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (incident_id, direction, message_id_header, in_reply_to, \
-             references_header, from_address, from_name, to_addresses, subject, text_body, \
-             html_body, sent_at, received_at, size_bytes, raw_sha256, raw_is_complete, raw, \
-             dedup_key) \
-             VALUES ($1, 'outbound', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $16, \
-             $14, $15) ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(row.incident_id)
-        .bind(&copy.message_id_header)
-        .bind(&copy.in_reply_to)
-        .bind(&copy.references)
-        .bind(&copy.from_address)
-        .bind(&copy.from_name)
-        .bind(&copy.to)
-        .bind(&copy.subject)
-        .bind(&copy.text_body)
-        .bind(&copy.html_body)
-        .bind(now)
-        .bind(copy.raw.len() as i64)
-        .bind(&sha256)
-        .bind(&copy.raw)
-        .bind(&dedup_key)
-        .bind(true)
-        .fetch_optional(&mut *conn)
-        .await?;
         // A copy already stored: an earlier attempt was sent but not recorded (a crash).
         let stored = match inserted {
             Some(id) => Some(id),
