@@ -37,7 +37,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// UIDs whose sizes are asked for in one command.
 const SIZE_CHUNK: usize = 500;
 /// Bodies fetched in one command, at most this many bytes (one larger message goes alone).
-/// Two batches are in memory at a time, one being read while the other is written.
+/// Up to three batches are in memory at a time: one read, one parsed, one written (`Conveyor`).
 const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// Bodies fetched in one command, at most this many messages.
 const BATCH_MESSAGES: usize = 100;
@@ -305,16 +305,35 @@ struct Folder<'a> {
 
 impl Folder<'_> {
     /// Ingests `uids` in order, in bounded batches; stops between batches when asked.
-    /// Two batches are in hand at a time: the next is read and parsed while the previous one is
-    /// written, so the IMAP server, the parser and the database work at once.
+    /// Batches go to the database on a `Conveyor`: while one is written, the next is parsed
+    /// and the one after it read from the server.
     async fn process(
         &mut self,
         session: &mut ImapSession,
         uids: Vec<u32>,
         stop: &CancellationToken,
     ) -> Result<(), ImapError> {
+        let mut conveyor = Conveyor::start(self.task.clone(), self.uid_validity);
+        let fed = self.feed(session, &mut conveyor, uids, stop).await;
+        // Invariant: what was fetched is committed, in order up to the first failure, before
+        // this returns, whether it ends, stops or fails; a stop is honoured after that. The
+        // after-ingest action follows unless the session failed (the recovery pass does it).
+        let reported = conveyor.finish().await;
+        if fed.is_err() {
+            self.note_committed(&reported.committed);
+            return fed;
+        }
+        self.act_on(session, reported).await
+    }
+
+    async fn feed(
+        &mut self,
+        session: &mut ImapSession,
+        conveyor: &mut Conveyor,
+        uids: Vec<u32>,
+        stop: &CancellationToken,
+    ) -> Result<(), ImapError> {
         let max_bytes = self.task.pipeline.max_message_bytes();
-        let mut pending = None;
         for chunk in uids.chunks(SIZE_CHUNK) {
             let sizes = fetch_sizes(session, chunk).await?;
             let mut batch: Vec<u32> = Vec::new();
@@ -324,16 +343,16 @@ impl Folder<'_> {
                     continue; // expunged meanwhile
                 };
                 if size > max_bytes {
-                    self.advance(session, &mut pending, &mut batch, batch_bytes, stop)
+                    self.send(session, conveyor, &mut batch, batch_bytes, stop)
                         .await?;
-                    self.commit_pending(session, &mut pending).await?;
                     batch_bytes = 0;
+                    self.settle(session, conveyor).await?;
                     self.oversized(session, *uid, size).await?;
                 } else {
                     if !batch.is_empty()
                         && (batch_bytes + size > BATCH_BYTES || batch.len() >= BATCH_MESSAGES)
                     {
-                        self.advance(session, &mut pending, &mut batch, batch_bytes, stop)
+                        self.send(session, conveyor, &mut batch, batch_bytes, stop)
                             .await?;
                         batch_bytes = 0;
                     }
@@ -344,15 +363,13 @@ impl Folder<'_> {
                     break;
                 }
             }
-            self.advance(session, &mut pending, &mut batch, batch_bytes, stop)
+            self.send(session, conveyor, &mut batch, batch_bytes, stop)
                 .await?;
             if stop.is_cancelled() {
                 break;
             }
         }
-        // Invariant: the batch in hand is committed (with its checkpoint) before a stop is
-        // honoured; a batch only fetched is dropped and stays in the folder.
-        self.commit_pending(session, &mut pending).await
+        Ok(())
     }
 
     fn origin(&self, uid: u32) -> Origin {
@@ -369,13 +386,13 @@ impl Folder<'_> {
         }
     }
 
-    /// Fetches and parses `batch` (`bytes` in all) while committing `pending`, then applies the
-    /// after-ingest action to what was committed; `batch` becomes the one pending. After a
-    /// stop, `batch` is not fetched.
-    async fn advance(
+    /// Fetches `batch` (`bytes` in all), starts parsing it and puts it on the conveyor, then
+    /// applies the after-ingest action to whatever has been committed meanwhile. After a stop,
+    /// `batch` is not fetched.
+    async fn send(
         &mut self,
         session: &mut ImapSession,
-        pending: &mut Option<Batch>,
+        conveyor: &mut Conveyor,
         batch: &mut Vec<u32>,
         bytes: u64,
         stop: &CancellationToken,
@@ -384,38 +401,57 @@ impl Folder<'_> {
         if uids.is_empty() || stop.is_cancelled() {
             return Ok(());
         }
-        let pending_is_large = pending
-            .as_ref()
-            .is_some_and(|batch| batch.bytes() > BATCH_BYTES);
-        if bytes > BATCH_BYTES || pending_is_large {
+        let large = bytes > BATCH_BYTES;
+        if large || conveyor.carries_large {
             // A large message goes alone: it is never in memory beside another batch.
-            self.commit_pending(session, pending).await?;
-            if bytes > BATCH_BYTES {
+            self.settle(session, conveyor).await?;
+            if large {
                 // What the earlier batches freed goes back before the large one comes in.
                 crate::memory::give_back_free_memory();
             }
         }
-        let previous = pending.take();
-        let (fetched, committed) =
-            tokio::join!(self.fetch(session, &uids), self.commit(previous.as_ref()));
-        // The commit counts even when the fetch failed; its action waits for the recovery pass.
-        let committed = committed?;
-        self.note_committed(&committed);
-        let fetched = fetched?;
-        self.after_ingest(session, &committed).await?;
-        *pending = Some(fetched);
-        Ok(())
+        let started = std::time::Instant::now();
+        let bodies = fetch_bodies(session, &uids, "BODY.PEEK[]").await?;
+        let items: Vec<(u32, Vec<u8>, Origin)> = bodies
+            .into_iter()
+            .map(|(uid, raw)| (uid, raw, self.origin(uid)))
+            .collect();
+        tracing::debug!(
+            messages = items.len(),
+            fetch_ms = started.elapsed().as_millis() as u64,
+            "batch fetched"
+        );
+        if !conveyor
+            .put(self.task.pipeline.parse_batch(items), large)
+            .await
+        {
+            // The committer stopped at a failure; settle reports it.
+            self.settle(session, conveyor).await?;
+        }
+        let reported = conveyor.committed_so_far();
+        self.act_on(session, reported).await
     }
 
-    /// Commits the pending batch, if any, and applies its after-ingest action.
-    async fn commit_pending(
+    /// Waits until everything on the conveyor is committed, and applies the after-ingest action.
+    async fn settle(
         &mut self,
         session: &mut ImapSession,
-        pending: &mut Option<Batch>,
+        conveyor: &mut Conveyor,
     ) -> Result<(), ImapError> {
-        let committed = self.commit(pending.take().as_ref()).await?;
-        self.note_committed(&committed);
-        self.after_ingest(session, &committed).await
+        let reported = conveyor.all_committed().await;
+        self.act_on(session, reported).await
+    }
+
+    /// Notes what the conveyor reported committed and applies its after-ingest action, then
+    /// passes on a failure it reported.
+    async fn act_on(
+        &mut self,
+        session: &mut ImapSession,
+        reported: Reported,
+    ) -> Result<(), ImapError> {
+        self.note_committed(&reported.committed);
+        self.after_ingest(session, &reported.committed).await?;
+        reported.failure.map_or(Ok(()), Err)
     }
 
     /// The next search starts after what was committed.
@@ -423,51 +459,6 @@ impl Folder<'_> {
         if let Some(last) = uids.iter().max() {
             self.last_uid = self.last_uid.max(*last);
         }
-    }
-
-    /// Reads the bodies of `uids` and parses them on a blocking thread.
-    async fn fetch(&self, session: &mut ImapSession, uids: &[u32]) -> Result<Batch, ImapError> {
-        let started = std::time::Instant::now();
-        let bodies = fetch_bodies(session, uids, "BODY.PEEK[]").await?;
-        let items: Vec<(u32, Vec<u8>, Origin)> = bodies
-            .into_iter()
-            .map(|(uid, raw)| (uid, raw, self.origin(uid)))
-            .collect();
-        let batch = self
-            .task
-            .pipeline
-            .parse_batch(items)
-            .await
-            .map_err(|why| ImapError::Local(format!("parsing a batch failed: {why}")))?;
-        tracing::debug!(
-            messages = batch.len(),
-            fetch_ms = started.elapsed().as_millis() as u64,
-            "batch fetched"
-        );
-        Ok(batch)
-    }
-
-    /// Commits `batch` with the folder checkpoint; the UIDs committed.
-    async fn commit(&self, batch: Option<&Batch>) -> Result<Vec<u32>, ImapError> {
-        let Some(batch) = batch.filter(|batch| !batch.is_empty()) else {
-            return Ok(Vec::new());
-        };
-        let started = std::time::Instant::now();
-        let applied = self
-            .task
-            .pipeline
-            .ingest_batch(batch, &self.task.key, self.uid_validity)
-            .await?;
-        self.task
-            .activity
-            .messages
-            .fetch_add(applied.len() as u64, Ordering::Relaxed);
-        tracing::debug!(
-            messages = applied.len(),
-            ingest_ms = started.elapsed().as_millis() as u64,
-            "batch committed"
-        );
-        Ok(batch.uids().collect())
     }
 
     async fn ingest(&mut self, uid: u32, raw: &[u8], origin: Origin) -> Result<(), ImapError> {
@@ -550,6 +541,151 @@ impl Folder<'_> {
         store_flags(session, uids, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
         expunge(session, uids).await
     }
+}
+
+/// Batches on their way into the database, in UID order. Each is parsed on a blocking thread
+/// and committed (with the folder checkpoint) by a task of its own, so reading from the server,
+/// parsing and writing go on at once. At most three batches are in memory: one being written,
+/// one waiting (`QUEUED`), one being read.
+struct Conveyor {
+    queue: Option<tokio::sync::mpsc::Sender<tokio::task::JoinHandle<Batch>>>,
+    results: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u32>, ImapError>>,
+    /// Batches put on and not yet reported back.
+    in_flight: usize,
+    /// Whether a batch on it is over `BATCH_BYTES`.
+    carries_large: bool,
+    committer: tokio::task::JoinHandle<()>,
+}
+
+/// Batches that may wait, parsed or being parsed, while another is written.
+const QUEUED: usize = 1;
+
+impl Conveyor {
+    fn start(task: FolderTask, uid_validity: u32) -> Conveyor {
+        let (queue, mut waiting) = tokio::sync::mpsc::channel(QUEUED);
+        let (report, results) = tokio::sync::mpsc::unbounded_channel();
+        let committer = tokio::spawn(async move {
+            // Invariant: commits in the order put on, and none after a failure: the
+            // checkpoint must never pass a batch that was not committed.
+            while let Some(parsing) = waiting.recv().await {
+                let result = match parsing.await {
+                    Ok(batch) => commit(&task, uid_validity, &batch).await,
+                    Err(why) => Err(ImapError::Local(format!("parsing a batch failed: {why}"))),
+                };
+                let failed = result.is_err();
+                if report.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Conveyor {
+            queue: Some(queue),
+            results,
+            in_flight: 0,
+            carries_large: false,
+            committer,
+        }
+    }
+
+    /// Puts a batch being parsed on; false if the committer has stopped at a failure.
+    async fn put(&mut self, parsing: tokio::task::JoinHandle<Batch>, large: bool) -> bool {
+        let Some(queue) = &self.queue else {
+            return false;
+        };
+        if queue.send(parsing).await.is_err() {
+            return false;
+        }
+        self.in_flight += 1;
+        self.carries_large |= large;
+        true
+    }
+
+    /// What was committed since last asked, without waiting.
+    fn committed_so_far(&mut self) -> Reported {
+        let mut reported = Reported::default();
+        while let Ok(result) = self.results.try_recv() {
+            reported.add(result);
+            self.in_flight -= 1;
+        }
+        self.carries_large &= self.in_flight > 0;
+        reported
+    }
+
+    /// Waits until every batch put on is reported.
+    async fn all_committed(&mut self) -> Reported {
+        let mut reported = Reported::default();
+        while self.in_flight > 0 {
+            let Some(result) = self.results.recv().await else {
+                reported.add(Err(ImapError::Local(
+                    "the committer stopped unexpectedly".into(),
+                )));
+                break;
+            };
+            reported.add(result);
+            self.in_flight -= 1;
+        }
+        self.in_flight = 0;
+        self.carries_large = false;
+        reported
+    }
+
+    /// Takes no more batches and waits for the committer to finish those it has.
+    async fn finish(mut self) -> Reported {
+        self.queue = None;
+        let mut reported = Reported::default();
+        while let Some(result) = self.results.recv().await {
+            reported.add(result);
+        }
+        if let Err(why) = self.committer.await {
+            reported.add(Err(ImapError::Local(format!(
+                "the committer failed: {why}"
+            ))));
+        }
+        reported
+    }
+}
+
+/// What the conveyor reported: the UIDs committed, and the failure that stopped it, if any.
+#[derive(Default)]
+struct Reported {
+    committed: Vec<u32>,
+    failure: Option<ImapError>,
+}
+
+impl Reported {
+    fn add(&mut self, result: Result<Vec<u32>, ImapError>) {
+        match result {
+            Ok(uids) => self.committed.extend(uids),
+            Err(why) => {
+                self.failure.get_or_insert(why);
+            }
+        }
+    }
+}
+
+/// Commits `batch` with the folder checkpoint; the UIDs committed.
+async fn commit(
+    task: &FolderTask,
+    uid_validity: u32,
+    batch: &Batch,
+) -> Result<Vec<u32>, ImapError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = std::time::Instant::now();
+    let applied = task
+        .pipeline
+        .ingest_batch(batch, &task.key, uid_validity)
+        .await?;
+    task.activity
+        .messages
+        .fetch_add(applied.len() as u64, Ordering::Relaxed);
+    tracing::debug!(
+        messages = applied.len(),
+        ingest_ms = started.elapsed().as_millis() as u64,
+        "batch committed"
+    );
+    Ok(batch.uids().collect())
 }
 
 async fn store_flags(

@@ -221,12 +221,12 @@ impl Pipeline {
         .await
     }
 
-    /// Parses an IMAP batch on a blocking thread, so that the folder task can read the next
-    /// batch while the previous one is being written.
-    pub async fn parse_batch(
+    /// Starts parsing an IMAP batch on a blocking thread, so that the folder task can read the
+    /// next batch while this one is parsed and an earlier one written.
+    pub fn parse_batch(
         &self,
         items: Vec<(u32, Vec<u8>, Origin)>,
-    ) -> Result<Batch, tokio::task::JoinError> {
+    ) -> tokio::task::JoinHandle<Batch> {
         let rules = self.rules();
         tokio::task::spawn_blocking(move || {
             let parsed = items
@@ -235,7 +235,6 @@ impl Pipeline {
                 .collect();
             Batch { items, parsed }
         })
-        .await
     }
 
     /// Ingests messages from one IMAP folder in ONE transaction that also moves the folder's
