@@ -243,6 +243,75 @@ async fn polling_several_mailboxes_and_after_ingest_actions() {
     store.close().await;
 }
 
+/// Exactly one incident per message (from `senders` senders), every `ingest_log` row either
+/// that or a `duplicate`, one acknowledgement per message and one registration per sender.
+async fn assert_each_message_once(store: &Store, messages: usize, senders: usize) {
+    // Exactly one incident per message, and every ingest_log row is either that or a duplicate.
+    assert_eq!(
+        count(
+            store,
+            "SELECT count(DISTINCT message_id_header) FROM messages WHERE incident_id IS NOT NULL"
+        )
+        .await,
+        messages as i64
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT count(*) FROM ingest_log WHERE outcome = 'created'"
+        )
+        .await,
+        messages as i64
+    );
+    let duplicates = count(
+        store,
+        "SELECT count(*) FROM ingest_log WHERE outcome = 'duplicate'",
+    )
+    .await;
+    assert_eq!(
+        count(store, "SELECT count(*) FROM ingest_log").await,
+        messages as i64 + duplicates,
+        "nothing but created and duplicate rows"
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT count(*) FROM outbound WHERE template = 'acknowledgement'"
+        )
+        .await,
+        messages as i64
+    );
+    // One registration per sender, queued before that sender's first acknowledgement; a batch
+    // queues more rows than one multi-row insert takes.
+    assert_eq!(
+        count(
+            store,
+            "SELECT count(DISTINCT recipient) FROM outbound WHERE template = 'registration'"
+        )
+        .await,
+        senders as i64
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT count(*) FROM outbound WHERE template = 'registration'"
+        )
+        .await,
+        senders as i64
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT count(*) FROM outbound r WHERE r.template = 'registration' AND r.id > \
+             (SELECT min(a.id) FROM outbound a WHERE a.template = 'acknowledgement' \
+              AND a.recipient = r.recipient)"
+        )
+        .await,
+        0,
+        "a registration queued after its sender's first acknowledgement"
+    );
+}
+
 /// The crash window the design is about: a message committed but not yet marked, moved or
 /// deleted. On restart it is found again and recorded as a duplicate, never a second incident.
 async fn kill_minus_nine_mid_batch(backend: Backend) {
@@ -307,70 +376,7 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
     )
     .await;
     assert_eq!(dovecot.messages("support", "Done").len(), MESSAGES);
-    // Exactly one incident per message, and every ingest_log row is either that or a duplicate.
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(DISTINCT message_id_header) FROM messages WHERE incident_id IS NOT NULL"
-        )
-        .await,
-        MESSAGES as i64
-    );
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM ingest_log WHERE outcome = 'created'"
-        )
-        .await,
-        MESSAGES as i64
-    );
-    let duplicates = count(
-        &store,
-        "SELECT count(*) FROM ingest_log WHERE outcome = 'duplicate'",
-    )
-    .await;
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM ingest_log").await,
-        MESSAGES as i64 + duplicates,
-        "nothing but created and duplicate rows"
-    );
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM outbound WHERE template = 'acknowledgement'"
-        )
-        .await,
-        MESSAGES as i64
-    );
-    // One registration per sender (37 of them), queued before that sender's first
-    // acknowledgement; a batch queues more rows than one multi-row insert takes.
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(DISTINCT recipient) FROM outbound WHERE template = 'registration'"
-        )
-        .await,
-        37
-    );
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM outbound WHERE template = 'registration'"
-        )
-        .await,
-        37
-    );
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM outbound r WHERE r.template = 'registration' AND r.id > \
-             (SELECT min(a.id) FROM outbound a WHERE a.template = 'acknowledgement' \
-              AND a.recipient = r.recipient)"
-        )
-        .await,
-        0,
-        "a registration queued after its sender's first acknowledgement"
-    );
+    assert_each_message_once(&store, MESSAGES, 37).await;
     drop(daemon);
     store.close().await;
 }
@@ -383,6 +389,94 @@ async fn kill_minus_nine_mid_batch_on_sqlite() {
 #[tokio::test]
 async fn kill_minus_nine_mid_batch_on_postgres() {
     kill_minus_nine_mid_batch(Backend::Postgres).await;
+}
+
+/// The database going away mid-run: every PostgreSQL connection of the daemon is cut, three
+/// times, while batches are being read, parsed and committed. The batch being committed rolls
+/// back, the daemon says why, the folder task reconnects and goes on: nothing is lost,
+/// nothing is recorded twice, nothing is recorded as an error.
+#[tokio::test]
+async fn postgres_connections_cut_mid_run_lose_and_repeat_nothing() {
+    use sqlx::Connection;
+    const MESSAGES: usize = 1500;
+    const SENDERS: usize = 29;
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    dovecot.create_folder("support", "Done");
+    let intake = Intake::custom(
+        Backend::Postgres,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "after_ingest = \"move\"\nmove_to = \"Done\"",
+        ),
+    )
+    .await;
+    for index in 0..MESSAGES {
+        dovecot.deliver_to_maildir(
+            "support",
+            &mail(index, &format!("c{}@fabrikam.com", index % SENDERS)),
+        );
+    }
+    // The test's own connection: the one the cuts spare.
+    let mut own = sqlx::PgConnection::connect(&intake.db.url)
+        .await
+        .expect("a connection of the test's own");
+    let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    let mut cut_at = Vec::new();
+    for _ in 0..3 {
+        let mut logged: i64 = 0;
+        let waited = std::time::Instant::now();
+        while logged == 0 || cut_at.last() == Some(&logged) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "intake went on committing between the cuts"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Until the daemon has created the schema there is nothing to count.
+            logged = sqlx::query_scalar("SELECT count(*) FROM ingest_log")
+                .fetch_one(&mut own)
+                .await
+                .unwrap_or(0);
+        }
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut own)
+        .await
+        .expect("cutting the daemon's connections");
+        assert!(!cut.is_empty(), "the daemon had connections to cut");
+        cut_at.push(logged);
+    }
+    assert!(
+        cut_at.iter().all(|done| *done < MESSAGES as i64),
+        "every cut came mid-run ({cut_at:?} of {MESSAGES} done)"
+    );
+    own.close().await.expect("closing");
+
+    let store = intake.store().await;
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        MESSAGES as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "every message to be moved",
+        || async { dovecot.messages("support", "INBOX").is_empty() },
+    )
+    .await;
+    assert_eq!(dovecot.messages("support", "Done").len(), MESSAGES);
+    assert_each_message_once(&store, MESSAGES, SENDERS).await;
+    assert!(
+        daemon.log_text().contains("database unavailable"),
+        "the daemon said why it stopped: {}",
+        daemon.log_text()
+    );
+    drop(daemon);
+    store.close().await;
 }
 
 #[tokio::test]
