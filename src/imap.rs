@@ -425,8 +425,10 @@ impl Folder<'_> {
             .put(self.task.pipeline.parse_batch(items), large)
             .await
         {
-            // The committer stopped at a failure; settle reports it.
+            // The committer stopped at a failure, which settle reports; this batch is dropped
+            // and stays in the folder.
             self.settle(session, conveyor).await?;
+            return Err(ImapError::Local("the committer stopped".into()));
         }
         let reported = conveyor.committed_so_far();
         self.act_on(session, reported).await
