@@ -243,6 +243,44 @@ async fn polling_several_mailboxes_and_after_ingest_actions() {
     store.close().await;
 }
 
+/// A Dovecot whose INBOX holds `messages` mails from `senders` senders, delivered straight
+/// into the Maildir (doveadm takes too long), and an intake that moves what it ingests to Done.
+async fn full_inbox_moving_to_done(
+    backend: Backend,
+    messages: usize,
+    senders: usize,
+) -> (Dovecot, Intake) {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    dovecot.create_folder("support", "Done");
+    let intake = Intake::custom(
+        backend,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "after_ingest = \"move\"\nmove_to = \"Done\"",
+        ),
+    )
+    .await;
+    for index in 0..messages {
+        dovecot.deliver_to_maildir(
+            "support",
+            &mail(index, &format!("c{}@contoso.com", index % senders)),
+        );
+    }
+    (dovecot, intake)
+}
+
+/// Waits until the INBOX is empty, then checks that all `messages` reached Done.
+async fn wait_all_moved_to_done(dovecot: &Dovecot, messages: usize) {
+    wait_until(
+        Duration::from_secs(30),
+        "every message to be moved",
+        || async { dovecot.messages("support", "INBOX").is_empty() },
+    )
+    .await;
+    assert_eq!(dovecot.messages("support", "Done").len(), messages);
+}
+
 /// Exactly one incident per message (from `senders` senders), every `ingest_log` row either
 /// that or a `duplicate`, one acknowledgement per message and one registration per sender.
 async fn assert_each_message_once(store: &Store, messages: usize, senders: usize) {
@@ -318,23 +356,7 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
     // Enough that intake, at a few thousand small messages a second, is still busy when the
     // first batch is seen committed; straight into the Maildir, as doveadm takes too long.
     const MESSAGES: usize = 2000;
-    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
-    dovecot.create_folder("support", "Done");
-    let intake = Intake::custom(
-        backend,
-        &mailbox(
-            "support",
-            dovecot.imap_port,
-            "after_ingest = \"move\"\nmove_to = \"Done\"",
-        ),
-    )
-    .await;
-    for index in 0..MESSAGES {
-        dovecot.deliver_to_maildir(
-            "support",
-            &mail(index, &format!("c{}@contoso.com", index % 37)),
-        );
-    }
+    let (dovecot, intake) = full_inbox_moving_to_done(backend, MESSAGES, 37).await;
     let store = intake.store().await;
     let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
     // Killed as soon as a first batch is in: polled often, not at wait_until's pace.
@@ -369,13 +391,7 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
             "the restarted daemon took the dead instance's folder at once"
         );
     }
-    wait_until(
-        Duration::from_secs(30),
-        "every message to be moved",
-        || async { dovecot.messages("support", "INBOX").is_empty() },
-    )
-    .await;
-    assert_eq!(dovecot.messages("support", "Done").len(), MESSAGES);
+    wait_all_moved_to_done(&dovecot, MESSAGES).await;
     assert_each_message_once(&store, MESSAGES, 37).await;
     drop(daemon);
     store.close().await;
@@ -400,23 +416,7 @@ async fn postgres_connections_cut_mid_run_lose_and_repeat_nothing() {
     use sqlx::Connection;
     const MESSAGES: usize = 1500;
     const SENDERS: usize = 29;
-    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
-    dovecot.create_folder("support", "Done");
-    let intake = Intake::custom(
-        Backend::Postgres,
-        &mailbox(
-            "support",
-            dovecot.imap_port,
-            "after_ingest = \"move\"\nmove_to = \"Done\"",
-        ),
-    )
-    .await;
-    for index in 0..MESSAGES {
-        dovecot.deliver_to_maildir(
-            "support",
-            &mail(index, &format!("c{}@fabrikam.com", index % SENDERS)),
-        );
-    }
+    let (dovecot, intake) = full_inbox_moving_to_done(Backend::Postgres, MESSAGES, SENDERS).await;
     // The test's own connection: the one the cuts spare.
     let mut own = sqlx::PgConnection::connect(&intake.db.url)
         .await
@@ -462,13 +462,7 @@ async fn postgres_connections_cut_mid_run_lose_and_repeat_nothing() {
         Duration::from_secs(120),
     )
     .await;
-    wait_until(
-        Duration::from_secs(30),
-        "every message to be moved",
-        || async { dovecot.messages("support", "INBOX").is_empty() },
-    )
-    .await;
-    assert_eq!(dovecot.messages("support", "Done").len(), MESSAGES);
+    wait_all_moved_to_done(&dovecot, MESSAGES).await;
     assert_each_message_once(&store, MESSAGES, SENDERS).await;
     assert!(
         daemon.log_text().contains("database unavailable"),
