@@ -397,6 +397,57 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
     store.close().await;
 }
 
+/// SIGTERM in the middle of a full INBOX: the daemon commits what it had fetched, moves every
+/// message it committed, logs out and exits 0; a restart takes the rest. A clean stop leaves
+/// nothing for the recovery pass, so not even a duplicate is recorded.
+#[tokio::test]
+async fn sigterm_mid_run_finishes_what_it_fetched_and_a_restart_the_rest() {
+    const MESSAGES: usize = 2000;
+    let (dovecot, intake) = full_inbox_moving_to_done(Backend::Sqlite, MESSAGES, 23).await;
+    let store = intake.store().await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
+    poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        "a first batch to be committed",
+        || async { count(&store, "SELECT count(*) FROM ingest_log").await > 0 },
+    )
+    .await;
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    let stopped_at = count(&store, "SELECT count(*) FROM ingest_log").await;
+    assert!(
+        stopped_at < MESSAGES as i64,
+        "stopped mid-way ({stopped_at} done)"
+    );
+    assert_eq!(
+        dovecot.messages("support", "Done").len() as i64,
+        stopped_at,
+        "every message committed before the stop was moved, and no other"
+    );
+    assert_eq!(
+        dovecot.messages("support", "INBOX").len() as i64,
+        MESSAGES as i64 - stopped_at
+    );
+
+    let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        MESSAGES as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    wait_all_moved_to_done(&dovecot, MESSAGES).await;
+    assert_each_message_once(&store, MESSAGES, 23).await;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        MESSAGES as i64,
+        "no duplicate after a clean stop"
+    );
+    drop(daemon);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn kill_minus_nine_mid_batch_on_sqlite() {
     kill_minus_nine_mid_batch(Backend::Sqlite).await;
