@@ -319,10 +319,7 @@ impl Folder<'_> {
         // this returns, whether it ends, stops or fails; a stop is honoured after that. The
         // after-ingest action follows unless the session failed (the recovery pass does it).
         let reported = conveyor.finish().await;
-        if fed.is_err() {
-            self.note_committed(&reported.committed);
-            return fed;
-        }
+        fed?;
         self.act_on(session, reported).await
     }
 
@@ -550,7 +547,7 @@ impl Folder<'_> {
 /// parsing and writing go on at once. At most three batches are in memory: one being written,
 /// one waiting (`QUEUED`), one being read.
 struct Conveyor {
-    queue: Option<tokio::sync::mpsc::Sender<tokio::task::JoinHandle<Batch>>>,
+    queue: tokio::sync::mpsc::Sender<tokio::task::JoinHandle<Batch>>,
     results: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<u32>, ImapError>>,
     /// Batches put on and not yet reported back.
     in_flight: usize,
@@ -581,7 +578,7 @@ impl Conveyor {
             }
         });
         Conveyor {
-            queue: Some(queue),
+            queue,
             results,
             in_flight: 0,
             carries_large: false,
@@ -591,10 +588,7 @@ impl Conveyor {
 
     /// Puts a batch being parsed on; false if the committer has stopped at a failure.
     async fn put(&mut self, parsing: tokio::task::JoinHandle<Batch>, large: bool) -> bool {
-        let Some(queue) = &self.queue else {
-            return false;
-        };
-        if queue.send(parsing).await.is_err() {
+        if self.queue.send(parsing).await.is_err() {
             return false;
         }
         self.in_flight += 1;
@@ -632,13 +626,20 @@ impl Conveyor {
     }
 
     /// Takes no more batches and waits for the committer to finish those it has.
-    async fn finish(mut self) -> Reported {
-        self.queue = None;
+    async fn finish(self) -> Reported {
+        let Conveyor {
+            queue,
+            mut results,
+            committer,
+            ..
+        } = self;
+        // Closing the queue ends the committer once it has committed what is on it.
+        drop(queue);
         let mut reported = Reported::default();
-        while let Some(result) = self.results.recv().await {
+        while let Some(result) = results.recv().await {
             reported.add(result);
         }
-        if let Err(why) = self.committer.await {
+        if let Err(why) = committer.await {
             reported.add(Err(ImapError::Local(format!(
                 "the committer failed: {why}"
             ))));
@@ -671,9 +672,7 @@ async fn commit(
     uid_validity: u32,
     batch: &Batch,
 ) -> Result<Vec<u32>, ImapError> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
+    // An empty batch (all expunged meanwhile) opens no transaction: ingest_batch sees to it.
     let started = std::time::Instant::now();
     let applied = task
         .pipeline

@@ -99,19 +99,6 @@ impl Batch {
     pub fn uids(&self) -> impl Iterator<Item = u32> + '_ {
         self.items.iter().map(|(uid, _, _)| *uid)
     }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// The raw bytes held.
-    pub fn bytes(&self) -> u64 {
-        self.items.iter().map(|(_, raw, _)| raw.len() as u64).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
 }
 
 impl Pipeline {

@@ -270,8 +270,35 @@ async fn full_inbox_moving_to_done(
     (dovecot, intake)
 }
 
-/// Waits until the INBOX is empty, then checks that all `messages` reached Done.
-async fn wait_all_moved_to_done(dovecot: &Dovecot, messages: usize) {
+/// Starts the daemon and returns it as soon as a first batch is committed: polled often, not at
+/// wait_until's pace, so that it is stopped or killed mid-way.
+async fn start_until_a_first_batch(intake: &Intake, store: &Store, log: &str) -> Daemon {
+    let daemon = Daemon::start(&intake.config, intake.path(log));
+    poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        "a first batch to be committed",
+        || async { count(store, "SELECT count(*) FROM ingest_log").await > 0 },
+    )
+    .await;
+    daemon
+}
+
+/// Waits until all `messages` (from `senders` senders) are incidents and out of the INBOX,
+/// then checks that each reached Done and was recorded once (`assert_each_message_once`).
+async fn wait_until_each_message_is_in_done_once(
+    store: &Store,
+    dovecot: &Dovecot,
+    messages: usize,
+    senders: usize,
+) {
+    wait_for_count(
+        store,
+        "SELECT count(*) FROM incidents",
+        messages as i64,
+        Duration::from_secs(120),
+    )
+    .await;
     wait_until(
         Duration::from_secs(30),
         "every message to be moved",
@@ -279,6 +306,7 @@ async fn wait_all_moved_to_done(dovecot: &Dovecot, messages: usize) {
     )
     .await;
     assert_eq!(dovecot.messages("support", "Done").len(), messages);
+    assert_each_message_once(store, messages, senders).await;
 }
 
 /// Exactly one incident per message (from `senders` senders), every `ingest_log` row either
@@ -358,15 +386,7 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
     const MESSAGES: usize = 2000;
     let (dovecot, intake) = full_inbox_moving_to_done(backend, MESSAGES, 37).await;
     let store = intake.store().await;
-    let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
-    // Killed as soon as a first batch is in: polled often, not at wait_until's pace.
-    poll_until(
-        Duration::from_secs(60),
-        Duration::from_millis(5),
-        "a first batch to be committed",
-        || async { count(&store, "SELECT count(*) FROM ingest_log").await > 0 },
-    )
-    .await;
+    let mut daemon = start_until_a_first_batch(&intake, &store, "daemon-1.log").await;
     daemon.kill();
     let after_kill = count(&store, "SELECT count(*) FROM ingest_log").await;
     assert!(
@@ -375,13 +395,7 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
     );
 
     let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
-    wait_for_count(
-        &store,
-        "SELECT count(*) FROM incidents",
-        MESSAGES as i64,
-        Duration::from_secs(120),
-    )
-    .await;
+    wait_until_each_message_is_in_done_once(&store, &dovecot, MESSAGES, 37).await;
     // On SQLite the run lock shows the killed instance dead: its lease is not waited out.
     if backend == Backend::Sqlite {
         assert!(
@@ -391,8 +405,6 @@ async fn kill_minus_nine_mid_batch(backend: Backend) {
             "the restarted daemon took the dead instance's folder at once"
         );
     }
-    wait_all_moved_to_done(&dovecot, MESSAGES).await;
-    assert_each_message_once(&store, MESSAGES, 37).await;
     drop(daemon);
     store.close().await;
 }
@@ -405,14 +417,7 @@ async fn sigterm_mid_run_finishes_what_it_fetched_and_a_restart_the_rest() {
     const MESSAGES: usize = 2000;
     let (dovecot, intake) = full_inbox_moving_to_done(Backend::Sqlite, MESSAGES, 23).await;
     let store = intake.store().await;
-    let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
-    poll_until(
-        Duration::from_secs(60),
-        Duration::from_millis(5),
-        "a first batch to be committed",
-        || async { count(&store, "SELECT count(*) FROM ingest_log").await > 0 },
-    )
-    .await;
+    let mut daemon = start_until_a_first_batch(&intake, &store, "daemon-1.log").await;
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
     let stopped_at = count(&store, "SELECT count(*) FROM ingest_log").await;
     assert!(
@@ -430,15 +435,7 @@ async fn sigterm_mid_run_finishes_what_it_fetched_and_a_restart_the_rest() {
     );
 
     let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
-    wait_for_count(
-        &store,
-        "SELECT count(*) FROM incidents",
-        MESSAGES as i64,
-        Duration::from_secs(120),
-    )
-    .await;
-    wait_all_moved_to_done(&dovecot, MESSAGES).await;
-    assert_each_message_once(&store, MESSAGES, 23).await;
+    wait_until_each_message_is_in_done_once(&store, &dovecot, MESSAGES, 23).await;
     assert_eq!(
         count(&store, "SELECT count(*) FROM ingest_log").await,
         MESSAGES as i64,
@@ -506,15 +503,7 @@ async fn postgres_connections_cut_mid_run_lose_and_repeat_nothing() {
     own.close().await.expect("closing");
 
     let store = intake.store().await;
-    wait_for_count(
-        &store,
-        "SELECT count(*) FROM incidents",
-        MESSAGES as i64,
-        Duration::from_secs(120),
-    )
-    .await;
-    wait_all_moved_to_done(&dovecot, MESSAGES).await;
-    assert_each_message_once(&store, MESSAGES, SENDERS).await;
+    wait_until_each_message_is_in_done_once(&store, &dovecot, MESSAGES, SENDERS).await;
     assert!(
         daemon.log_text().contains("database unavailable"),
         "the daemon said why it stopped: {}",
