@@ -7,6 +7,7 @@ attachments) into a throwaway Dovecot on 127.0.0.1, then times:
   - intake (release build) ingesting all of them, on SQLite and on PostgreSQL;
   - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments,
     with intake's page size, page cache and autocheckpoint;
+  - the PostgreSQL storage floor: the same bytes sent to PostgreSQL by binary COPY;
 after touching --warm-up GiB of memory once (a fresh VM's first writes are slow), and
 reports messages/s, MB/s, the ratio to the ceiling, intake's peak RSS, and the CPU time the
 whole machine spent on each run (every process and the kernel: intake, Dovecot, PostgreSQL,
@@ -14,7 +15,8 @@ writeback), set against the CPU a run at the target rate could use (see cpu_budg
 
 Usage (as root, from the repository): benches/ingest.py [--messages 5000] [--backend both]
   [--mix text] [--large N] [--warm-up 4]
-PostgreSQL: INTAKE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+PostgreSQL: INTAKE_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
+its parameters (?sslmode=disable) are kept for the databases the bench creates.
 Bounded: every wait has a deadline, and everything started here is stopped by PID at the end.
 """
 
@@ -25,6 +27,7 @@ import os
 import random
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -145,6 +148,25 @@ class Dovecot:
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
+class Psql:
+    """A psql session kept open, asked one query at a time."""
+
+    def __init__(self, url):
+        self.process = subprocess.Popen(["psql", url, "-AtqX"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def scalar(self, sql):
+        """The query's one value; "" if the session has ended. The query must not fail: psql
+        would then print nothing, and this would wait."""
+        self.process.stdin.write(sql + ";\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def busy_cpu_seconds():
     """CPU seconds the whole machine has spent working since boot: user, nice, system, irq and
     softirq on every CPU (not idle, not waiting for I/O, not stolen by the hypervisor)."""
@@ -201,14 +223,24 @@ def run_intake(binary, backend, port, expected, postgres_url):
         cleanup = lambda: None
     else:
         name = f"intake_bench_{os.getpid()}"
-        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True)
+        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True, capture_output=True)
         subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-        url = postgres_url.rsplit("/", 1)[0] + "/" + name
+        # The same server and parameters (sslmode=…), another database.
+        base, _, query = postgres_url.partition("?")
+        url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+        probe = None
         def count():
-            result = subprocess.run(["psql", url, "-Atc", "SELECT count(*) FROM ingest_log"],
-                                    capture_output=True, text=True)
-            return int(result.stdout.strip() or 0) if result.returncode == 0 else 0
-        cleanup = lambda: subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+            # One psql session for the whole wait, opened after the migration: a new psql
+            # per probe (a process, a connection, a TLS handshake) was 5% of the machine's CPU
+            # in a run (perf), so it polled only every 0.5 s.
+            nonlocal probe
+            if probe is None:
+                probe = Psql(url)
+            return int(probe.scalar("SELECT count(*) FROM ingest_log") or 0)
+        def cleanup():
+            if probe is not None:
+                probe.close()
+            subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
     config = os.path.join(workdir, "intake.toml")
     with open(config, "w") as file:
         file.write(f"""state_dir = "{workdir}"
@@ -225,6 +257,7 @@ password = "{PASSWORD}"
 """)
     # Schema first, so the timing covers ingestion only.
     subprocess.run([binary, "-c", config, "migrate"], check=True, capture_output=True)
+    count()  # opens the PostgreSQL probe's session before the clock starts
     started = time.monotonic()
     cpu = busy_cpu_seconds()
     # INTAKE_BENCH_LOG=FOLDER keeps each run's log there (info level), for looking into a result.
@@ -233,9 +266,8 @@ password = "{PASSWORD}"
     process = subprocess.Popen([binary, "-c", config, "run"], stderr=log,
                                env=dict(os.environ, INTAKE_LOG=os.environ.get("INTAKE_BENCH_LOG_FILTER", "info,intake::imap=debug") if log_folder else "warn", NO_COLOR="1"))
     try:
-        # Polling PostgreSQL spawns psql: poll less often there, so the probe costs little CPU.
-        interval = 0.05 if backend == "sqlite" else 0.5
-        wait_for(lambda: count() >= expected, f"intake on {backend} to ingest {expected}", interval=interval)
+        # Every 50 ms: a run's time is known to within that.
+        wait_for(lambda: count() >= expected, f"intake on {backend} to ingest {expected}", interval=0.05)
         seconds = time.monotonic() - started
         cpu = busy_cpu_seconds() - cpu
         rss = peak_rss_kb(process.pid)
@@ -264,16 +296,62 @@ def warm_up_memory(gib):
     print(f"warmed up {gib} GiB of memory in {time.monotonic() - started:.1f} s", flush=True)
 
 
+def decoded_attachments(messages):
+    """Each message's attachment, decoded as intake stores it, or None."""
+    attachments = []
+    for raw in messages:
+        start = raw.find(b"base64\r\n\r\n")
+        attachments.append(base64.b64decode(raw[start + 10:raw.rfind(b"--mix--")]) if start >= 0 else None)
+    return attachments
+
+
+def copy_binary(values):
+    """A PostgreSQL binary COPY stream of one-column rows holding `values`."""
+    rows = [b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)]
+    rows.extend(struct.pack(">hi", 1, len(value)) + value for value in values)
+    rows.append(struct.pack(">h", -1))
+    return b"".join(rows)
+
+
+def postgres_floor(messages, postgres_url):
+    """Seconds PostgreSQL alone takes to keep the same bytes as the SQLite floor: each raw
+    message and each decoded attachment into a bytea column compressed with lz4 (as intake's
+    are), sent as one binary COPY per table, the cheapest way in: no statement per row, one
+    commit. No parsing, no other rows, no indexes but the keys: a floor under any ingest into
+    PostgreSQL on this machine."""
+    stream_messages = copy_binary(messages)
+    stream_attachments = copy_binary([value for value in decoded_attachments(messages) if value is not None])
+    name = f"intake_floor_{os.getpid()}"
+    base, _, query = postgres_url.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+    subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True, capture_output=True)
+    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    try:
+        subprocess.run(["psql", url, "-qc", """
+            CREATE TABLE messages (id bigserial PRIMARY KEY, raw bytea NOT NULL);
+            CREATE TABLE attachments (id bigserial PRIMARY KEY, content bytea NOT NULL);
+            ALTER TABLE messages ALTER COLUMN raw SET COMPRESSION lz4;
+            ALTER TABLE attachments ALTER COLUMN content SET COMPRESSION lz4;"""], check=True)
+        started = time.monotonic()
+        cpu = busy_cpu_seconds()
+        for table, column, stream in [("messages", "raw", stream_messages),
+                                      ("attachments", "content", stream_attachments)]:
+            subprocess.run(["psql", url, "-qc", f"COPY {table} ({column}) FROM STDIN (FORMAT binary)"],
+                           input=stream, check=True)
+        seconds = time.monotonic() - started
+        cpu = busy_cpu_seconds() - cpu
+        return seconds, cpu
+    finally:
+        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
 def storage_floor(messages):
     """Seconds SQLite alone takes to keep what intake must keep of these messages: each raw
     message and each decoded attachment as a blob, in WAL mode with synchronous=NORMAL, one
     transaction per 100 messages, with intake's page size, page cache and autocheckpoint
     (src/store/mod.rs). No parsing, no other rows, no indexes: a floor under any ingest into
     SQLite on this machine, to set beside the IMAP ceiling."""
-    attachments = []
-    for raw in messages:
-        start = raw.find(b"base64\r\n\r\n")
-        attachments.append(base64.b64decode(raw[start + 10:raw.rfind(b"--mix--")]) if start >= 0 else None)
+    attachments = decoded_attachments(messages)
     workdir = tempfile.mkdtemp(prefix="intake-floor-")
     try:
         db = sqlite3.connect(os.path.join(workdir, "floor.db"), isolation_level=None)
@@ -344,10 +422,15 @@ def main():
             rate = len(messages) / seconds
             print(f"{'intake, ' + backend:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
                   f"{rate / ceiling_rate:>12.0%}{rss / 1024:>8.0f} MB{cpu:>8.2f}", flush=True)
+        floors = []
         if "sqlite" in backends:
-            seconds, cpu = storage_floor(messages)
+            floors.append(("SQLite blobs alone", lambda: storage_floor(messages)))
+        if "postgres" in backends:
+            floors.append(("PostgreSQL COPY alone", lambda: postgres_floor(messages, postgres_url)))
+        for label, floor in floors:
+            seconds, cpu = floor()
             rate = len(messages) / seconds
-            print(f"{'SQLite blobs alone':<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
+            print(f"{label:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
                   f"{rate / ceiling_rate:>12.0%}{'-':>11}{cpu:>8.2f}", flush=True)
         print(f"CPU a run at half the ceiling's rate could use here: {budget:.2f} s "
               f"({os.cpu_count()} CPUs x 2 x {ceiling_seconds:.2f} s)", flush=True)
