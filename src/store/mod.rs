@@ -116,6 +116,21 @@ pub enum Store {
     Postgres(PgPool),
 }
 
+/// Whether a SQLite connection given back to the pool may be handed out again. When a COMMIT
+/// fails on a full disk or an I/O error, SQLite rolls the transaction back itself; sqlx 0.9
+/// still counts it open, its own ROLLBACK then fails, and the connection would come back
+/// "in a transaction": the next `BEGIN IMMEDIATE` on it fails ("attempted to call begin_with
+/// at non-zero transaction depth") long after the disk has room again. Such a connection is
+/// closed instead, and the pool opens a fresh one. Only a connection given back with a
+/// transaction counted open costs a round trip: the one that runs sqlx's queued ROLLBACK.
+async fn still_usable(connection: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    if !connection.is_in_transaction() {
+        return true;
+    }
+    connection.ping().await.is_ok() && !connection.is_in_transaction()
+}
+
 /// A write transaction on either backend.
 pub enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
@@ -245,6 +260,9 @@ impl Store {
                         .await?;
                         Ok(())
                     })
+                })
+                .after_release(|connection, _metadata| {
+                    Box::pin(async move { Ok(still_usable(connection).await) })
                 })
                 .connect_with(options)
                 .await?;
@@ -546,6 +564,44 @@ mod tests {
             .expect("cache_size");
         assert_eq!(cache, -CACHE_BYTES / 1024, "cache_size in KiB");
         (mode, page_bytes, pages)
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_transaction_sqlite_ended_is_not_handed_out_again() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("ended.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        let Store::Sqlite(pool) = &store else {
+            panic!("a sqlite URL opens SQLite");
+        };
+        {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+            // What SQLite does itself when a COMMIT fails on a full disk: the transaction is
+            // gone, and sqlx still counts it (its own ROLLBACK, when `tx` drops, then fails).
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut *tx)
+                .await
+                .expect("rollback");
+            assert!(tx.is_in_transaction(), "sqlx still counts the transaction");
+        }
+        // Every connection the pool holds, the one above included if it were kept.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(pool.acquire().await.expect("a connection"));
+        }
+        for connection in &held {
+            assert!(
+                !connection.is_in_transaction(),
+                "a connection still in a transaction"
+            );
+        }
+        drop(held);
+        for _ in 0..4 {
+            let tx = store.begin().await.expect("a write transaction begins");
+            tx.commit().await.expect("and commits");
+        }
+        store.close().await;
     }
 
     #[tokio::test]
