@@ -155,6 +155,8 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
 async fn wait_for_lease(task: &FolderTask, stop: &CancellationToken) -> bool {
     let store = task.pipeline.store();
     let mut told = false;
+    // A failure is logged once; the same one again (a full disk, say) only at debug level.
+    let mut last_error: Option<String> = None;
     let mut may_lease = task.may_lease.clone();
     loop {
         // The daemon says once why it stands by; the folders wait without a word.
@@ -176,7 +178,13 @@ async fn wait_for_lease(task: &FolderTask, stop: &CancellationToken) -> bool {
             }
             Ok(false) => {}
             Err(error) => {
-                tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, %error, "cannot take the folder lease")
+                let text = error.to_string();
+                if last_error.as_deref() == Some(text.as_str()) {
+                    tracing::debug!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "still cannot take the folder lease");
+                } else {
+                    tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "cannot take the folder lease");
+                    last_error = Some(text);
+                }
             }
         }
         tokio::select! {

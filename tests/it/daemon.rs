@@ -1,6 +1,6 @@
 //! `intake run` against a real Dovecot: delivery by IDLE and by polling, several mailboxes,
 //! after-ingest actions, restarts, kill -9, server outages, UIDVALIDITY, bad passwords,
-//! oversized mail, TLS, reload, and two instances on one PostgreSQL database.
+//! oversized mail, a full disk, TLS, reload, and two instances on one PostgreSQL database.
 
 use std::time::Duration;
 
@@ -705,6 +705,185 @@ async fn oversized_message_is_recorded_by_headers_and_moved_aside() {
     .await;
     drop(daemon);
     store.close().await;
+}
+
+/// A tmpfs of its own for one test, unmounted when dropped: a disk that can really fill up.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, bytes: u64) -> SmallDisk {
+        std::fs::create_dir_all(&path).expect("a mount point");
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0700"),
+                "intake-test",
+            ])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs on {} (the integration tests run as root)",
+            path.display()
+        );
+        SmallDisk { path }
+    }
+
+    /// Takes every free byte with one file, whose path it returns.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("the filler file");
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(error) => panic!("filling {}: {error}", self.path.display()),
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a daemon a failed assertion left running still has files open here.
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_keeps_mail_in_the_mailbox_until_there_is_room() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, "").await;
+    let disk = SmallDisk::mount(intake.path("disk"), 32 << 20);
+    let url = format!("sqlite://{}/intake.db", disk.path.display());
+    let config = intake.path("full-disk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[database]\nurl = \"{url}\"\n{}",
+            disk.path.display(),
+            mailbox("support", dovecot.imap_port, "")
+        ),
+    )
+    .expect("the config");
+    let store = Store::connect(&url)
+        .await
+        .expect("the database on the small disk");
+    let mut daemon = Daemon::start(&config, intake.path("daemon.log"));
+    dovecot.deliver("support", "INBOX", &mail(0, "full@contoso.com"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    // The checkpointer cuts the WAL back to nothing after a commit: until then, a commit
+    // could reuse its space instead of asking for more.
+    let wal = disk.path.join("intake.db-wal");
+    wait_until(
+        Duration::from_secs(15),
+        "the WAL to be cut back",
+        || async { std::fs::metadata(&wal).map_or(true, |wal| wal.len() == 0) },
+    )
+    .await;
+    let filler = disk.fill();
+    // Bodies of 100 KB: a batch needs more WAL than any page it could overwrite.
+    for index in 1..4 {
+        let mut raw = mail(index, "full@contoso.com");
+        raw.extend(std::iter::repeat_n(b'y', 100_000));
+        raw.extend_from_slice(b"\r\n");
+        dovecot.deliver("support", "INBOX", &raw);
+    }
+    // The commit fails, the session ends; the retries fail on the folder lease (a write too),
+    // once every ten seconds. Each failure is logged once, with its reason.
+    wait_until(
+        Duration::from_secs(30),
+        "the daemon to fail twice on the full disk",
+        || async {
+            daemon
+                .log_text()
+                .contains("still cannot take the folder lease")
+        },
+    )
+    .await;
+    let log = daemon.log_text();
+    assert_eq!(
+        occurrences(&log, "WARN mailbox failed"),
+        1,
+        "the failed commit is logged once:\n{log}"
+    );
+    assert_eq!(
+        occurrences(&log, "WARN cannot take the folder lease"),
+        1,
+        "the failing retries are logged once:\n{log}"
+    );
+    assert_eq!(
+        occurrences(&log, "WARN"),
+        3,
+        "and nothing else warns:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .filter(|line| line.contains("WARN") && !line.contains("[smtp]"))
+            .all(|line| line.contains("database or disk is full")),
+        "each warning names the reason:\n{log}"
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 1);
+    let waiting: Vec<_> = dovecot
+        .messages("support", "INBOX")
+        .into_iter()
+        .filter(|(_, flags)| !flags.contains("\\Seen"))
+        .collect();
+    assert_eq!(
+        waiting.len(),
+        3,
+        "the new mail stays in the mailbox, not marked as ingested: {waiting:?}"
+    );
+
+    std::fs::remove_file(&filler).expect("making room");
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        4,
+        Duration::from_secs(40),
+    )
+    .await;
+    wait_until(Duration::from_secs(10), "all four seen", || async {
+        dovecot
+            .messages("support", "INBOX")
+            .iter()
+            .all(|(_, flags)| flags.contains("\\Seen"))
+    })
+    .await;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        4,
+        "each message once: no duplicate, no error record"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM ingest_log WHERE outcome <> 'created'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+    drop(disk);
 }
 
 #[tokio::test]
