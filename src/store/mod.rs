@@ -72,18 +72,29 @@ impl From<sqlx::Error> for StoreError {
                     .code()
                     .map(|code| code.to_string())
                     .unwrap_or_default();
-                let temporary = if database_error
+                let sqlite = database_error
                     .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-                    .is_some()
-                {
-                    // SQLite primary result codes: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
-                    code.parse::<u32>()
-                        .is_ok_and(|number| matches!(number & 0xff, 5 | 6 | 10 | 13))
+                    .is_some();
+                // SQLite primary result codes: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
+                let sqlite_code = sqlite
+                    .then(|| code.parse::<u32>().ok().map(|number| number & 0xff))
+                    .flatten();
+                let temporary = if sqlite {
+                    sqlite_code.is_some_and(|primary| matches!(primary, 5 | 6 | 10 | 13))
                 } else {
                     // PostgreSQL SQLSTATE classes: 08 connection, 53 resources, 57P operator.
                     code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
                 };
-                if temporary {
+                if sqlite_code == Some(5) {
+                    // Only one intake runs per SQLite file (run_lock), and the CLI's writes
+                    // take milliseconds: a lock held past the busy timeout is nearly always
+                    // someone's unsaved edit in a viewer.
+                    StoreError::Unavailable(format!(
+                        "{} (another program holds the write lock: a database viewer with \
+                         unsaved changes? intake retries once it is released)",
+                        database_error.message()
+                    ))
+                } else if temporary {
                     StoreError::Unavailable(database_error.message().to_string())
                 } else {
                     StoreError::Failed(database_error.message().to_string())

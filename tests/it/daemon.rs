@@ -1,6 +1,7 @@
 //! `intake run` against a real Dovecot: delivery by IDLE and by polling, several mailboxes,
 //! after-ingest actions, restarts, kill -9, server outages, UIDVALIDITY, bad passwords,
-//! oversized mail, a full disk, TLS, reload, and two instances on one PostgreSQL database.
+//! oversized mail, a full disk, a viewer holding the write lock, TLS, reload, and two
+//! instances on one PostgreSQL database.
 
 use std::time::Duration;
 
@@ -884,6 +885,90 @@ async fn a_full_disk_keeps_mail_in_the_mailbox_until_there_is_room() {
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
     store.close().await;
     drop(disk);
+}
+
+#[tokio::test]
+async fn a_viewer_holding_the_write_lock_delays_mail_and_loses_none() {
+    use sqlx::Connection;
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    let store = intake.store().await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    dovecot.deliver("support", "INBOX", &mail(0, "a@contoso.com"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    // Staff edit a row in DB Browser for SQLite and leave it unsaved: a write transaction that
+    // stays open, here for longer than intake's busy timeout (10 s).
+    let mut viewer = sqlx::SqliteConnection::connect(&intake.db.url)
+        .await
+        .expect("the viewer's connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE; UPDATE clients SET note = 'edited in a viewer'")
+        .execute(&mut viewer)
+        .await
+        .expect("the viewer's unsaved edit");
+    for index in 1..4 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the daemon to report the held lock",
+        || async { daemon.log_text().contains("WARN mailbox failed") },
+    )
+    .await;
+    let log = daemon.log_text();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN mailbox failed"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains("database is locked") && warning.contains("a database viewer"),
+        "the warning says what holds the mail up: {warning}"
+    );
+    let waiting = dovecot
+        .messages("support", "INBOX")
+        .iter()
+        .filter(|(_, flags)| !flags.contains("\\Seen"))
+        .count();
+    assert_eq!(waiting, 3, "the new mail waits in the mailbox, unmarked");
+
+    // The edit is saved: the mail comes in, each message once, and the edit stays.
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut viewer)
+        .await
+        .expect("the viewer saves");
+    viewer.close().await.expect("the viewer closes");
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        4,
+        Duration::from_secs(40),
+    )
+    .await;
+    wait_until(Duration::from_secs(10), "all four seen", || async {
+        dovecot
+            .messages("support", "INBOX")
+            .iter()
+            .all(|(_, flags)| flags.contains("\\Seen"))
+    })
+    .await;
+    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 4);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM clients WHERE note = 'edited in a viewer'"
+        )
+        .await,
+        1
+    );
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 1, "{log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
 }
 
 #[tokio::test]
