@@ -85,10 +85,11 @@ impl From<sqlx::Error> for StoreError {
                     // PostgreSQL SQLSTATE classes: 08 connection, 53 resources, 57P operator.
                     code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
                 };
-                if sqlite_code == Some(5) {
+                if sqlite && code == "5" {
+                    // Plain SQLITE_BUSY: the busy timeout ran out waiting for the write lock.
                     // Only one intake runs per SQLite file (run_lock), and the CLI's writes
-                    // take milliseconds: a lock held past the busy timeout is nearly always
-                    // someone's unsaved edit in a viewer.
+                    // take milliseconds: a lock held that long is nearly always someone's
+                    // unsaved edit in a viewer.
                     StoreError::Unavailable(format!(
                         "{} (another program holds the write lock: a database viewer with \
                          unsaved changes? intake retries once it is released)",
