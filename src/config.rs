@@ -134,7 +134,10 @@ impl PasswordSource {
     pub fn read(&self) -> std::io::Result<Secret> {
         match self {
             PasswordSource::File(path) => {
-                let text = std::fs::read_to_string(path)?;
+                // Named: "No such file or directory" alone leaves an operator guessing which.
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+                })?;
                 Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
             }
             PasswordSource::Env(name) => std::env::var(name).map(Secret::new).map_err(|_| {
@@ -983,6 +986,22 @@ host = "imap.example.com"
 username = "support@example.com"
 password_file = "/run/credentials/intake.service/support"
 "#;
+
+    #[test]
+    fn an_unreadable_password_file_is_named_in_the_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("support-password");
+        let missing = PasswordSource::File(path.clone())
+            .read()
+            .expect_err("no such file");
+        assert!(
+            missing.to_string().contains(&path.display().to_string()),
+            "{missing}"
+        );
+        std::fs::write(&path, "s3cret\n").expect("the password file");
+        let read = PasswordSource::File(path).read().expect("readable");
+        assert_eq!(read.expose(), "s3cret");
+    }
 
     #[test]
     fn empty_file_gives_documented_defaults() {
