@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::ingest::hash::HashFormat;
@@ -771,6 +773,22 @@ fn password_source(
     })
 }
 
+/// The certificates of a `ca_file`: read when the configuration is loaded (so a wrong path
+/// stops the start, `check-config` and a reload, naming the key) and again at each
+/// connection (the file may be replaced meanwhile).
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certificates)
+}
+
 /// Plain text over the network is allowed only to this machine.
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
@@ -833,6 +851,9 @@ impl RawMailbox {
                 "expected one of password_file, password_env or password",
             )
         })?;
+        if let Some(path) = &self.ca_file {
+            read_ca_file(path).map_err(|detail| ConfigError::new(file, key("ca_file"), detail))?;
+        }
         let folders = self.folders.unwrap_or_else(|| vec!["INBOX".to_string()]);
         if folders.is_empty() || folders.iter().any(|folder| folder.trim().is_empty()) {
             return Err(ConfigError::new(
@@ -978,6 +999,9 @@ mod tests {
         Settings::parse(text, Path::new("intake.toml")).map_err(|error| error.to_string())
     }
 
+    /// A PEM certificate (a self-signed CA) that a `ca_file` may name.
+    const PRIVATE_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/private-ca.pem");
+
     const MAILBOX: &str = r#"
 [[mailbox]]
 name = "support"
@@ -1018,6 +1042,33 @@ password_file = "/run/credentials/intake.service/support"
                 .contains("gmail.com")
         );
         assert_eq!(settings.limits.max_message_bytes, 26_214_400);
+    }
+
+    #[test]
+    fn a_mailbox_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "not a certificate\n").expect("a file");
+        for (path, expected) in [
+            (&missing, "No such file"),
+            (&not_pem, "no PEM certificate in it"),
+        ] {
+            let text = format!("{MAILBOX}ca_file = \"{}\"\n", path.display());
+            let error = load(&text).expect_err("an unusable ca_file");
+            assert!(
+                error.starts_with("intake.toml: mailbox[1].ca_file: ")
+                    && error.contains(&path.display().to_string())
+                    && error.contains(expected),
+                "{error}"
+            );
+        }
+        let text = format!("{MAILBOX}ca_file = \"{PRIVATE_CA}\"\n");
+        let settings = load(&text).expect("a PEM certificate");
+        assert_eq!(
+            settings.mailboxes[0].ca_file.as_deref(),
+            Some(Path::new(PRIVATE_CA))
+        );
     }
 
     #[test]
@@ -1136,6 +1187,8 @@ password_file = "/run/credentials/intake.service/support"
                 _ => format!("{line}\n"),
             })
             .collect();
+        // The example's CA path is the operator's; a CA kept for the tests stands in for it.
+        let uncommented = uncommented.replace("/etc/intake/ca.pem", PRIVATE_CA);
         let full = Settings::parse(&uncommented, path).expect("the uncommented example");
         assert_eq!(full.mailboxes.len(), 1);
         assert_eq!(full.mailboxes[0].department, "Support");

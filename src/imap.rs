@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use async_imap::{Client, Session};
 use futures_util::TryStreamExt;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -948,9 +947,8 @@ fn tls_config(mailbox: &MailboxSettings) -> Result<rustls::ClientConfig, ImapErr
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if let Some(path) = &mailbox.ca_file {
-        let certificates = CertificateDer::pem_file_iter(path)
-            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-            .map_err(|error| ImapError::Local(format!("ca_file {}: {error}", path.display())))?;
+        let certificates = crate::config::read_ca_file(path)
+            .map_err(|detail| ImapError::Local(format!("ca_file {detail}")))?;
         let (added, _) = roots.add_parsable_certificates(certificates);
         if added == 0 {
             return Err(ImapError::Local(format!(
