@@ -247,7 +247,7 @@ async fn run_session(
         uid_validity,
         last_uid: state.last_uid,
         can_move,
-        oversized_folder_ready: false,
+        ensured: std::collections::BTreeSet::new(),
     };
 
     // Recovery: messages at or below the checkpoint still waiting for their after-ingest action.
@@ -307,7 +307,8 @@ struct Folder<'a> {
     uid_validity: u32,
     last_uid: u32,
     can_move: bool,
-    oversized_folder_ready: bool,
+    /// Folders this session has made sure exist (the move and oversized targets).
+    ensured: std::collections::BTreeSet<String>,
 }
 
 impl Folder<'_> {
@@ -500,15 +501,14 @@ impl Folder<'_> {
         origin.declared_size_bytes = Some(size);
         self.ingest(uid, &raw, origin).await?;
         let target = self.task.mailbox.oversized_folder.clone();
-        if !self.oversized_folder_ready {
-            // Fails harmlessly when the folder exists already.
-            let _ = timed("CREATE", COMMAND_TIMEOUT, session.create(&target)).await;
-            self.oversized_folder_ready = true;
-        }
         self.move_to(session, &[uid], &target).await
     }
 
-    async fn after_ingest(&self, session: &mut ImapSession, uids: &[u32]) -> Result<(), ImapError> {
+    async fn after_ingest(
+        &mut self,
+        session: &mut ImapSession,
+        uids: &[u32],
+    ) -> Result<(), ImapError> {
         if uids.is_empty() {
             return Ok(());
         }
@@ -531,12 +531,19 @@ impl Folder<'_> {
         }
     }
 
+    /// Moves `uids` to `target`, which is created first if it does not exist yet (once per
+    /// session; a CREATE of an existing folder fails harmlessly). An operator's `move_to`
+    /// folder that was never made would otherwise fail every move, and every reconnection's
+    /// recovery pass would record the same messages as duplicates again.
     async fn move_to(
-        &self,
+        &mut self,
         session: &mut ImapSession,
         uids: &[u32],
         target: &str,
     ) -> Result<(), ImapError> {
+        if self.ensured.insert(target.to_string()) {
+            let _ = timed("CREATE", COMMAND_TIMEOUT, session.create(target)).await;
+        }
         let set = uid_set(uids);
         if self.can_move {
             timed("UID MOVE", COMMAND_TIMEOUT, session.uid_mv(&set, target)).await?;

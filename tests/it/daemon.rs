@@ -972,6 +972,44 @@ async fn a_viewer_holding_the_write_lock_delays_mail_and_loses_none() {
 }
 
 #[tokio::test]
+async fn a_move_to_folder_that_does_not_exist_yet_is_created() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "after_ingest = \"move\"\nmove_to = \"Done\"",
+        ),
+    )
+    .await;
+    let store = intake.store().await;
+    for index in 0..2 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "both messages in the new folder",
+        || async {
+            dovecot.messages("support", "Done").len() == 2
+                && dovecot.messages("support", "INBOX").is_empty()
+        },
+    )
+    .await;
+    assert_eq!(count(&store, "SELECT count(*) FROM incidents").await, 2);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        2,
+        "no message recorded twice"
+    );
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 0, "{log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
+#[tokio::test]
 async fn large_messages_between_small_ones_are_each_ingested_once_in_order() {
     // Over BATCH_BYTES (4 MB), under max_message_bytes: each large message is committed on
     // its own, while the small ones around it are read ahead and committed in batches.
