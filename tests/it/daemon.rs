@@ -50,6 +50,24 @@ async fn wait_for_count(store: &Store, sql: &'static str, expected: i64, limit: 
     }
 }
 
+/// Until `incidents` incidents exist (within `limit`) and every message left in support's
+/// INBOX is marked seen (10 s more at most).
+async fn wait_for_incidents_and_inbox_seen(
+    store: &Store,
+    dovecot: &Dovecot,
+    incidents: i64,
+    limit: Duration,
+) {
+    wait_for_count(store, "SELECT count(*) FROM incidents", incidents, limit).await;
+    wait_until(Duration::from_secs(10), "the INBOX marked seen", || async {
+        dovecot
+            .messages("support", "INBOX")
+            .iter()
+            .all(|(_, flags)| flags.contains("\\Seen"))
+    })
+    .await;
+}
+
 /// Waits until `mailbox_folders.last_error` of `mailbox` contains every one of `needles`.
 async fn wait_for_folder_error(store: &Store, mailbox: &str, needles: &[&str], limit: Duration) {
     let what = format!("mailbox {mailbox} to record an error containing {needles:?}");
@@ -523,20 +541,7 @@ async fn restart_resumes_without_duplicates() {
         dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
     }
     let mut daemon = Daemon::start(&intake.config, intake.path("daemon-1.log"));
-    wait_for_count(
-        &store,
-        "SELECT count(*) FROM incidents",
-        3,
-        Duration::from_secs(20),
-    )
-    .await;
-    wait_until(Duration::from_secs(5), "messages marked seen", || async {
-        dovecot
-            .messages("support", "INBOX")
-            .iter()
-            .all(|(_, flags)| flags.contains("\\Seen"))
-    })
-    .await;
+    wait_for_incidents_and_inbox_seen(&store, &dovecot, 3, Duration::from_secs(20)).await;
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
     for index in 3..5 {
         dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
@@ -855,20 +860,7 @@ async fn a_full_disk_keeps_mail_in_the_mailbox_until_there_is_room() {
     );
 
     std::fs::remove_file(&filler).expect("making room");
-    wait_for_count(
-        &store,
-        "SELECT count(*) FROM incidents",
-        4,
-        Duration::from_secs(40),
-    )
-    .await;
-    wait_until(Duration::from_secs(10), "all four seen", || async {
-        dovecot
-            .messages("support", "INBOX")
-            .iter()
-            .all(|(_, flags)| flags.contains("\\Seen"))
-    })
-    .await;
+    wait_for_incidents_and_inbox_seen(&store, &dovecot, 4, Duration::from_secs(40)).await;
     assert_eq!(
         count(&store, "SELECT count(*) FROM ingest_log").await,
         4,
@@ -942,20 +934,7 @@ async fn a_viewer_holding_the_write_lock_delays_mail_and_loses_none() {
         .await
         .expect("the viewer saves");
     viewer.close().await.expect("the viewer closes");
-    wait_for_count(
-        &store,
-        "SELECT count(*) FROM incidents",
-        4,
-        Duration::from_secs(40),
-    )
-    .await;
-    wait_until(Duration::from_secs(10), "all four seen", || async {
-        dovecot
-            .messages("support", "INBOX")
-            .iter()
-            .all(|(_, flags)| flags.contains("\\Seen"))
-    })
-    .await;
+    wait_for_incidents_and_inbox_seen(&store, &dovecot, 4, Duration::from_secs(40)).await;
     assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 4);
     assert_eq!(
         count(
