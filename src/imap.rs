@@ -240,7 +240,8 @@ async fn run_session(
         state.last_uid = 0;
     }
     *connected = true;
-    tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, idle = can_idle && mailbox.idle, "mailbox connected");
+    // Whether moves are UID MOVE or, without it, copy, delete and expunge.
+    tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, idle = can_idle && mailbox.idle, r#move = can_move, "mailbox connected");
 
     let mut folder = Folder {
         task,

@@ -989,6 +989,48 @@ async fn a_move_to_folder_that_does_not_exist_yet_is_created() {
 }
 
 #[tokio::test]
+async fn without_move_a_server_gets_copy_delete_and_expunge() {
+    // Dovecot announcing what an older server would: no MOVE (RFC 6851), UIDPLUS kept.
+    let dovecot = Dovecot::start_with(
+        &[("support", PASSWORD)],
+        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS\n",
+    );
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "after_ingest = \"move\"\nmove_to = \"Done\"",
+        ),
+    )
+    .await;
+    let store = intake.store().await;
+    for index in 0..3 {
+        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
+    }
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "the three messages copied to Done and gone from the INBOX",
+        || async {
+            dovecot.messages("support", "Done").len() == 3
+                && dovecot.messages("support", "INBOX").is_empty()
+        },
+    )
+    .await;
+    assert_eq!(count(&store, "SELECT count(*) FROM incidents").await, 3);
+    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 3);
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 0, "{log}");
+    assert!(
+        log.contains("mailbox connected mailbox=support folder=INBOX idle=true move=false"),
+        "intake saw that the server has no MOVE:\n{log}"
+    );
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
+#[tokio::test]
 async fn large_messages_between_small_ones_are_each_ingested_once_in_order() {
     // Over BATCH_BYTES (4 MB), under max_message_bytes: each large message is committed on
     // its own, while the small ones around it are read ahead and committed in batches.

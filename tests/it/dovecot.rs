@@ -65,6 +65,11 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 impl Dovecot {
     /// Starts Dovecot with these `(user, password)` accounts.
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        Dovecot::start_with(users, "")
+    }
+
+    /// Starts Dovecot with these accounts and `extra` lines appended to its configuration.
+    pub fn start_with(users: &[(&str, &str)], extra: &str) -> Dovecot {
         use std::os::unix::fs::PermissionsExt;
         // Unix socket paths are limited to 108 bytes: keep the folder short, under /tmp.
         let dir = tempfile::Builder::new()
@@ -102,7 +107,8 @@ impl Dovecot {
                 &format!("ssl = yes\nssl_cert = <{r}/server.pem\nssl_key = <{r}/server.key"),
             )
             .replace("@IMAP_PORT@", &imap_port.to_string())
-            .replace("@IMAPS_PORT@", &imaps_port.to_string());
+            .replace("@IMAPS_PORT@", &imaps_port.to_string())
+            + extra;
         let config = root.join("dovecot.conf");
         std::fs::write(&config, config_text).expect("dovecot.conf");
         run(Command::new("doveconf")
