@@ -226,6 +226,25 @@ async fn run_session(
     let capabilities = timed("CAPABILITY", COMMAND_TIMEOUT, session.capabilities()).await?;
     let can_idle = capabilities.has_str("IDLE");
     let can_move = capabilities.has_str("MOVE");
+    // Deleting, or moving without MOVE, ends in an expunge; only UIDPLUS's UID EXPUNGE removes
+    // intake's messages and not also those another client flagged \Deleted and may restore.
+    // Refused before anything is ingested: failing after each commit would take the same
+    // messages again on every reconnection.
+    let expunges = match mailbox.after_ingest {
+        AfterIngest::Seen => None,
+        AfterIngest::Delete => Some("delete"),
+        AfterIngest::Move => (!can_move).then_some("move"),
+    };
+    if let Some(action) = expunges
+        && !capabilities.has_str("UIDPLUS")
+    {
+        return Err(ImapError::Config(format!(
+            "mailbox {}: after_ingest = \"{action}\" needs a server with UIDPLUS{} to remove \
+             only the messages intake took; this one has not: use after_ingest = \"seen\"",
+            mailbox.name,
+            if action == "move" { " or MOVE" } else { "" }
+        )));
+    }
     let selected = timed("SELECT", COMMAND_TIMEOUT, session.select(&task.key.folder)).await?;
     let uid_validity = selected.uid_validity.ok_or_else(|| {
         ImapError::Protocol(format!("SELECT {}: no UIDVALIDITY", task.key.folder))

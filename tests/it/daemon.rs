@@ -1031,6 +1031,43 @@ async fn without_move_a_server_gets_copy_delete_and_expunge() {
 }
 
 #[tokio::test]
+async fn delete_on_a_server_without_uidplus_is_refused_before_anything_is_taken() {
+    // Without UIDPLUS an expunge would also remove what other clients flagged \Deleted.
+    let dovecot = Dovecot::start_with(
+        &[("support", PASSWORD)],
+        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE\n",
+    );
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &mailbox("support", dovecot.imap_port, "after_ingest = \"delete\""),
+    )
+    .await;
+    let store = intake.store().await;
+    dovecot.deliver("support", "INBOX", &mail(0, "a@contoso.com"));
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_for_folder_error(
+        &store,
+        "support",
+        &[
+            "after_ingest = \"delete\" needs a server with UIDPLUS",
+            "use after_ingest = \"seen\"",
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 1, "{log}");
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        0,
+        "nothing taken that could not be removed"
+    );
+    assert_eq!(dovecot.messages("support", "INBOX").len(), 1);
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
+#[tokio::test]
 async fn large_messages_between_small_ones_are_each_ingested_once_in_order() {
     // Over BATCH_BYTES (4 MB), under max_message_bytes: each large message is committed on
     // its own, while the small ones around it are read ahead and committed in batches.
