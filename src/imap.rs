@@ -226,6 +226,7 @@ async fn run_session(
     let capabilities = timed("CAPABILITY", COMMAND_TIMEOUT, session.capabilities()).await?;
     let can_idle = capabilities.has_str("IDLE");
     let can_move = capabilities.has_str("MOVE");
+    let can_expunge = capabilities.has_str("UIDPLUS");
     // Deleting, or moving without MOVE, ends in an expunge; only UIDPLUS's UID EXPUNGE removes
     // intake's messages and not also those another client flagged \Deleted and may restore.
     // Refused before anything is ingested: failing after each commit would take the same
@@ -236,7 +237,7 @@ async fn run_session(
         AfterIngest::Move => (!can_move).then_some("move"),
     };
     if let Some(action) = expunges
-        && !capabilities.has_str("UIDPLUS")
+        && !can_expunge
     {
         return Err(ImapError::Config(format!(
             "mailbox {}: after_ingest = \"{action}\" needs a server with UIDPLUS{} to remove \
@@ -267,6 +268,7 @@ async fn run_session(
         uid_validity,
         last_uid: state.last_uid,
         can_move,
+        can_expunge,
         ensured: std::collections::BTreeSet::new(),
     };
 
@@ -327,6 +329,8 @@ struct Folder<'a> {
     uid_validity: u32,
     last_uid: u32,
     can_move: bool,
+    /// UIDPLUS: UID EXPUNGE removes exactly the messages named.
+    can_expunge: bool,
     /// Folders this session has made sure exist (the move and oversized targets).
     ensured: std::collections::BTreeSet<String>,
 }
@@ -571,6 +575,12 @@ impl Folder<'_> {
         }
         // RFC 6851 fallback: copy, then delete the original.
         timed("UID COPY", COMMAND_TIMEOUT, session.uid_copy(&set, target)).await?;
+        if !self.can_expunge {
+            // Only an oversized message under after_ingest = "seen" comes here (a session
+            // refuses delete, and move without MOVE, on such a server): the copy is aside,
+            // the original stays, marked seen, so that no search takes it again.
+            return store_flags(session, uids, "+FLAGS.SILENT (\\Seen)").await;
+        }
         store_flags(session, uids, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
         expunge(session, uids).await
     }

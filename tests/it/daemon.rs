@@ -1068,6 +1068,53 @@ async fn delete_on_a_server_without_uidplus_is_refused_before_anything_is_taken(
 }
 
 #[tokio::test]
+async fn oversized_mail_without_move_or_uidplus_is_copied_aside_and_marked_seen() {
+    let dovecot = Dovecot::start_with(
+        &[("support", PASSWORD)],
+        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE\n",
+    );
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &format!(
+            "[limits]\nmax_message_bytes = 4096\n{}",
+            mailbox("support", dovecot.imap_port, "")
+        ),
+    )
+    .await;
+    let mut big =
+        b"From: big@contoso.com\r\nSubject: Scan\r\nMessage-ID: <big@contoso.com>\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 20_000));
+    dovecot.deliver("support", "INBOX", &big);
+    dovecot.deliver("support", "INBOX", &mail(1, "small@contoso.com"));
+    let store = intake.store().await;
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "the oversized message copied aside",
+        || async { dovecot.messages("support", "Oversized").len() == 1 },
+    )
+    .await;
+    wait_for_incidents_and_inbox_seen(&store, &dovecot, 1, Duration::from_secs(20)).await;
+    // No UID EXPUNGE the server does not offer: the original stays, marked seen, and is not
+    // taken again.
+    assert_eq!(dovecot.messages("support", "INBOX").len(), 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 2);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM ingest_log WHERE outcome = 'rejected'"
+        )
+        .await,
+        1
+    );
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 0, "{log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
+#[tokio::test]
 async fn large_messages_between_small_ones_are_each_ingested_once_in_order() {
     // Over BATCH_BYTES (4 MB), under max_message_bytes: each large message is committed on
     // its own, while the small ones around it are read ahead and committed in batches.
