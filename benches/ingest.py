@@ -148,6 +148,18 @@ class Dovecot:
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
+def scratch_database(postgres_url, name):
+    """A new, empty database `name` on the server of `postgres_url`: its URL, with the same
+    parameters (sslmode=…), and a function that drops it."""
+    subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True, capture_output=True)
+    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    base, _, query = postgres_url.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+    def drop():
+        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+    return url, drop
+
+
 class Psql:
     """A psql session kept open, asked one query at a time."""
 
@@ -229,12 +241,7 @@ def run_intake(binary, backend, port, expected, postgres_url):
                 return 0
         cleanup = lambda: None
     else:
-        name = f"intake_bench_{os.getpid()}"
-        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True, capture_output=True)
-        subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-        # The same server and parameters (sslmode=…), another database.
-        base, _, query = postgres_url.partition("?")
-        url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
+        url, drop = scratch_database(postgres_url, f"intake_bench_{os.getpid()}")
         probe = None
         def count():
             # One psql session for the whole wait, opened after the migration: a new psql
@@ -247,7 +254,7 @@ def run_intake(binary, backend, port, expected, postgres_url):
         def cleanup():
             if probe is not None:
                 probe.close()
-            subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
+            drop()
     config = os.path.join(workdir, "intake.toml")
     with open(config, "w") as file:
         file.write(f"""state_dir = "{workdir}"
@@ -329,11 +336,7 @@ def postgres_floor(messages, postgres_url):
     PostgreSQL on this machine."""
     stream_messages = copy_binary(messages)
     stream_attachments = copy_binary([value for value in decoded_attachments(messages) if value is not None])
-    name = f"intake_floor_{os.getpid()}"
-    base, _, query = postgres_url.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
-    subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True, capture_output=True)
-    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    url, drop = scratch_database(postgres_url, f"intake_floor_{os.getpid()}")
     try:
         subprocess.run(["psql", url, "-qc", """
             CREATE TABLE messages (id bigserial PRIMARY KEY, raw bytea NOT NULL);
@@ -351,7 +354,7 @@ def postgres_floor(messages, postgres_url):
         cpu = busy_cpu_seconds() - cpu
         return seconds, cpu
     finally:
-        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+        drop()
 
 
 def storage_floor(messages):

@@ -128,10 +128,8 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
             Err(error) => {
                 crate::monitor::imap_error(&task.key.mailbox);
                 let text = error.to_string();
-                // Log each distinct failure once; a repeat of the same one is only debug.
-                if last_logged.as_deref() != Some(text.as_str()) {
+                if is_new_failure(&mut last_logged, &text) {
                     tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "mailbox failed; reconnecting with backoff");
-                    last_logged = Some(text.clone());
                 } else {
                     tracing::debug!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "mailbox still failing");
                 }
@@ -150,11 +148,20 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
     }
 }
 
+/// Whether `text` differs from the failure logged last (`last`, then set to it): each distinct
+/// failure is a warning once, a repeat of it (a full disk, a server down) only a debug line.
+fn is_new_failure(last: &mut Option<String>, text: &str) -> bool {
+    if last.as_deref() == Some(text) {
+        return false;
+    }
+    *last = Some(text.to_string());
+    true
+}
+
 /// Waits until this instance holds the folder; false when stopped first.
 async fn wait_for_lease(task: &FolderTask, stop: &CancellationToken) -> bool {
     let store = task.pipeline.store();
     let mut told = false;
-    // A failure is logged once; the same one again (a full disk, say) only at debug level.
     let mut last_error: Option<String> = None;
     let mut may_lease = task.may_lease.clone();
     loop {
@@ -178,11 +185,10 @@ async fn wait_for_lease(task: &FolderTask, stop: &CancellationToken) -> bool {
             Ok(false) => {}
             Err(error) => {
                 let text = error.to_string();
-                if last_error.as_deref() == Some(text.as_str()) {
-                    tracing::debug!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "still cannot take the folder lease");
-                } else {
+                if is_new_failure(&mut last_error, &text) {
                     tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "cannot take the folder lease");
-                    last_error = Some(text);
+                } else {
+                    tracing::debug!(mailbox = %task.key.mailbox, folder = %task.key.folder, error = %text, "still cannot take the folder lease");
                 }
             }
         }

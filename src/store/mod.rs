@@ -75,17 +75,16 @@ impl From<sqlx::Error> for StoreError {
                 let sqlite = database_error
                     .try_downcast_ref::<sqlx::sqlite::SqliteError>()
                     .is_some();
-                // SQLite primary result codes: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
-                let sqlite_code = sqlite
-                    .then(|| code.parse::<u32>().ok().map(|number| number & 0xff))
-                    .flatten();
+                // SQLite's extended result code; its low byte is the primary one.
+                let sqlite_code = sqlite.then(|| code.parse::<u32>().ok()).flatten();
                 let temporary = if sqlite {
-                    sqlite_code.is_some_and(|primary| matches!(primary, 5 | 6 | 10 | 13))
+                    // Primary codes 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL.
+                    sqlite_code.is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13))
                 } else {
                     // PostgreSQL SQLSTATE classes: 08 connection, 53 resources, 57P operator.
                     code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
                 };
-                if sqlite && code == "5" {
+                if sqlite_code == Some(5) {
                     // Plain SQLITE_BUSY: the busy timeout ran out waiting for the write lock.
                     // Only one intake runs per SQLite file (run_lock), and the CLI's writes
                     // take milliseconds: a lock held that long is nearly always someone's

@@ -657,6 +657,14 @@ async fn dovecot_outage_uidvalidity_reset_and_a_wrong_password() {
     store.close().await;
 }
 
+/// 20 KB from big@contoso.com: over the `max_message_bytes = 4096` of the oversized tests.
+fn oversized_mail() -> Vec<u8> {
+    let mut big =
+        b"From: big@contoso.com\r\nSubject: Scan\r\nMessage-ID: <big@contoso.com>\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 20_000));
+    big
+}
+
 #[tokio::test]
 async fn oversized_message_is_recorded_by_headers_and_moved_aside() {
     let dovecot = Dovecot::start(&[("support", PASSWORD)]);
@@ -668,10 +676,7 @@ async fn oversized_message_is_recorded_by_headers_and_moved_aside() {
         ),
     )
     .await;
-    let mut big =
-        b"From: big@contoso.com\r\nSubject: Scan\r\nMessage-ID: <big@contoso.com>\r\n\r\n".to_vec();
-    big.extend(std::iter::repeat_n(b'x', 20_000));
-    dovecot.deliver("support", "INBOX", &big);
+    dovecot.deliver("support", "INBOX", &oversized_mail());
     dovecot.deliver("support", "INBOX", &mail(1, "small@contoso.com"));
     let store = intake.store().await;
     let daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
@@ -950,9 +955,10 @@ async fn a_viewer_holding_the_write_lock_delays_mail_and_loses_none() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_move_to_folder_that_does_not_exist_yet_is_created() {
-    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+/// Delivers `messages` to support's INBOX, runs intake with `after_ingest = "move"` to a
+/// folder `Done` that does not exist yet, and waits until each is in Done, none in the INBOX:
+/// one incident and one log row per message, no failure. The daemon's log.
+async fn every_message_moved_to_a_new_done(dovecot: &Dovecot, messages: usize) -> String {
     let intake = Intake::custom(
         Backend::Sqlite,
         &mailbox(
@@ -963,80 +969,62 @@ async fn a_move_to_folder_that_does_not_exist_yet_is_created() {
     )
     .await;
     let store = intake.store().await;
-    for index in 0..2 {
+    for index in 0..messages {
         dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
     }
     let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
     wait_until(
         Duration::from_secs(20),
-        "both messages in the new folder",
+        "every message in Done and none left in the INBOX",
         || async {
-            dovecot.messages("support", "Done").len() == 2
+            dovecot.messages("support", "Done").len() == messages
                 && dovecot.messages("support", "INBOX").is_empty()
         },
     )
     .await;
-    assert_eq!(count(&store, "SELECT count(*) FROM incidents").await, 2);
+    let messages = messages as i64;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM incidents").await,
+        messages
+    );
     assert_eq!(
         count(&store, "SELECT count(*) FROM ingest_log").await,
-        2,
+        messages,
         "no message recorded twice"
     );
     let log = daemon.log_text();
     assert_eq!(occurrences(&log, "WARN mailbox failed"), 0, "{log}");
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
     store.close().await;
+    log
+}
+
+/// What an older server announces: IMAP4rev1 and common extensions, no MOVE (RFC 6851).
+const WITHOUT_MOVE: &str =
+    "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS\n";
+/// Nor UIDPLUS: such a server can only expunge every message flagged \\Deleted at once.
+const WITHOUT_MOVE_OR_UIDPLUS: &str =
+    "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE\n";
+
+#[tokio::test]
+async fn a_move_to_folder_that_does_not_exist_yet_is_created() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    every_message_moved_to_a_new_done(&dovecot, 2).await;
 }
 
 #[tokio::test]
 async fn without_move_a_server_gets_copy_delete_and_expunge() {
-    // Dovecot announcing what an older server would: no MOVE (RFC 6851), UIDPLUS kept.
-    let dovecot = Dovecot::start_with(
-        &[("support", PASSWORD)],
-        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS\n",
-    );
-    let intake = Intake::custom(
-        Backend::Sqlite,
-        &mailbox(
-            "support",
-            dovecot.imap_port,
-            "after_ingest = \"move\"\nmove_to = \"Done\"",
-        ),
-    )
-    .await;
-    let store = intake.store().await;
-    for index in 0..3 {
-        dovecot.deliver("support", "INBOX", &mail(index, "a@contoso.com"));
-    }
-    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
-    wait_until(
-        Duration::from_secs(20),
-        "the three messages copied to Done and gone from the INBOX",
-        || async {
-            dovecot.messages("support", "Done").len() == 3
-                && dovecot.messages("support", "INBOX").is_empty()
-        },
-    )
-    .await;
-    assert_eq!(count(&store, "SELECT count(*) FROM incidents").await, 3);
-    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 3);
-    let log = daemon.log_text();
-    assert_eq!(occurrences(&log, "WARN mailbox failed"), 0, "{log}");
+    let dovecot = Dovecot::start_with(&[("support", PASSWORD)], WITHOUT_MOVE);
+    let log = every_message_moved_to_a_new_done(&dovecot, 3).await;
     assert!(
         log.contains("mailbox connected mailbox=support folder=INBOX idle=true move=false"),
         "intake saw that the server has no MOVE:\n{log}"
     );
-    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
-    store.close().await;
 }
 
 #[tokio::test]
 async fn delete_on_a_server_without_uidplus_is_refused_before_anything_is_taken() {
-    // Without UIDPLUS an expunge would also remove what other clients flagged \Deleted.
-    let dovecot = Dovecot::start_with(
-        &[("support", PASSWORD)],
-        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE\n",
-    );
+    let dovecot = Dovecot::start_with(&[("support", PASSWORD)], WITHOUT_MOVE_OR_UIDPLUS);
     let intake = Intake::custom(
         Backend::Sqlite,
         &mailbox("support", dovecot.imap_port, "after_ingest = \"delete\""),
@@ -1069,10 +1057,7 @@ async fn delete_on_a_server_without_uidplus_is_refused_before_anything_is_taken(
 
 #[tokio::test]
 async fn oversized_mail_without_move_or_uidplus_is_copied_aside_and_marked_seen() {
-    let dovecot = Dovecot::start_with(
-        &[("support", PASSWORD)],
-        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE\n",
-    );
+    let dovecot = Dovecot::start_with(&[("support", PASSWORD)], WITHOUT_MOVE_OR_UIDPLUS);
     let intake = Intake::custom(
         Backend::Sqlite,
         &format!(
@@ -1081,10 +1066,7 @@ async fn oversized_mail_without_move_or_uidplus_is_copied_aside_and_marked_seen(
         ),
     )
     .await;
-    let mut big =
-        b"From: big@contoso.com\r\nSubject: Scan\r\nMessage-ID: <big@contoso.com>\r\n\r\n".to_vec();
-    big.extend(std::iter::repeat_n(b'x', 20_000));
-    dovecot.deliver("support", "INBOX", &big);
+    dovecot.deliver("support", "INBOX", &oversized_mail());
     dovecot.deliver("support", "INBOX", &mail(1, "small@contoso.com"));
     let store = intake.store().await;
     let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
