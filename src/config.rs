@@ -619,6 +619,7 @@ impl RawConfig {
             }
             mailboxes.push(mailbox);
         }
+        check_folder_loops(file, &mailboxes)?;
 
         let smtp = self.smtp.map(|raw| raw.validate(file)).transpose()?;
 
@@ -789,6 +790,98 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
     Ok(certificates)
 }
 
+/// Whether two names on one IMAP account are one folder: INBOX in any case is the inbox
+/// (RFC 3501), other names are as the server spells them.
+fn same_folder(a: &str, b: &str) -> bool {
+    a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
+}
+
+/// Refuses what would take the same mail twice or for ever: a folder listed twice, a folder
+/// watched by two mailboxes on one account, and mail moved (after ingest, or aside when
+/// oversized) into a folder a mailbox on the same account watches, which would take it again,
+/// and with `move` move it again, in a loop.
+fn check_folder_loops(file: &Path, mailboxes: &[MailboxSettings]) -> Result<(), ConfigError> {
+    let account = |mailbox: &MailboxSettings| {
+        (
+            mailbox.host.to_ascii_lowercase(),
+            mailbox.port,
+            mailbox.username.clone(),
+        )
+    };
+    let watcher = |target: &str, of: &MailboxSettings| {
+        mailboxes
+            .iter()
+            .filter(|other| account(other) == account(of))
+            .find(|other| {
+                other
+                    .folders
+                    .iter()
+                    .any(|folder| same_folder(folder, target))
+            })
+    };
+    for (index, mailbox) in mailboxes.iter().enumerate() {
+        let key = |name: &str| format!("mailbox[{}].{name}", index + 1);
+        for (position, folder) in mailbox.folders.iter().enumerate() {
+            if mailbox.folders[..position]
+                .iter()
+                .any(|earlier| same_folder(earlier, folder))
+            {
+                return Err(ConfigError::new(
+                    file,
+                    key("folders"),
+                    format!("expected each folder once; \"{folder}\" is listed twice"),
+                ));
+            }
+            if let Some(earlier) = mailboxes[..index]
+                .iter()
+                .filter(|other| account(other) == account(mailbox))
+                .find(|other| {
+                    other
+                        .folders
+                        .iter()
+                        .any(|theirs| same_folder(theirs, folder))
+                })
+            {
+                return Err(ConfigError::new(
+                    file,
+                    key("folders"),
+                    format!(
+                        "expected folders no other mailbox watches; \"{folder}\" of {} on {} is \
+                         watched by mailbox \"{}\" too",
+                        mailbox.username, mailbox.host, earlier.name
+                    ),
+                ));
+            }
+        }
+        let targets = [
+            (
+                "move_to",
+                mailbox
+                    .move_to
+                    .as_deref()
+                    .filter(|_| mailbox.after_ingest == AfterIngest::Move),
+            ),
+            ("oversized_folder", Some(mailbox.oversized_folder.as_str())),
+        ];
+        for (name, target) in targets {
+            if let Some(target) = target
+                && let Some(other) = watcher(target, mailbox)
+            {
+                return Err(ConfigError::new(
+                    file,
+                    key(name),
+                    format!(
+                        "expected a folder no mailbox watches; mailbox \"{}\" watches \
+                         \"{target}\", so mail put there would be taken again",
+                        other.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Plain text over the network is allowed only to this machine.
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
@@ -863,7 +956,12 @@ impl RawMailbox {
             ));
         }
         let after_ingest = self.after_ingest.unwrap_or(AfterIngest::Seen);
-        if after_ingest == AfterIngest::Move && self.move_to.is_none() {
+        if after_ingest == AfterIngest::Move
+            && self
+                .move_to
+                .as_deref()
+                .is_none_or(|folder| folder.trim().is_empty())
+        {
             return Err(ConfigError::new(
                 file,
                 key("move_to"),
@@ -1107,6 +1205,66 @@ password_file = "/run/credentials/intake.service/support"
         for (text, expected) in cases {
             let error = load(text).expect_err(text);
             assert!(error.starts_with(expected), "{text:?} gave {error:?}");
+        }
+    }
+
+    #[test]
+    fn a_folder_is_never_taken_twice_or_moved_into_a_watched_folder() {
+        let sales = MAILBOX.replace("\"support\"\n", "\"sales\"\n");
+        let refused = [
+            (
+                format!("{MAILBOX}folders = [\"INBOX\", \"inbox\"]\n"),
+                "mailbox[1].folders: expected each folder once; \"inbox\" is listed twice",
+            ),
+            (
+                format!(
+                    "{MAILBOX}folders = [\"INBOX\", \"Orders\"]\n{sales}folders = [\"Orders\"]\n"
+                ),
+                "mailbox[2].folders: expected folders no other mailbox watches; \"Orders\" of \
+                 support@example.com on imap.example.com is watched by mailbox \"support\" too",
+            ),
+            (
+                format!(
+                    "{MAILBOX}folders = [\"INBOX\", \"Done\"]\nafter_ingest = \"move\"\nmove_to = \"Done\"\n"
+                ),
+                "mailbox[1].move_to: expected a folder no mailbox watches; mailbox \"support\" \
+                 watches \"Done\", so mail put there would be taken again",
+            ),
+            (
+                format!("{MAILBOX}after_ingest = \"move\"\nmove_to = \"Inbox\"\n"),
+                "mailbox[1].move_to: expected a folder no mailbox watches; mailbox \"support\" \
+                 watches \"Inbox\", so mail put there would be taken again",
+            ),
+            (
+                format!("{MAILBOX}{sales}folders = [\"Oversized\"]\n"),
+                "mailbox[1].oversized_folder: expected a folder no mailbox watches; mailbox \
+                 \"sales\" watches \"Oversized\", so mail put there would be taken again",
+            ),
+            (
+                format!("{MAILBOX}after_ingest = \"move\"\nmove_to = \" \"\n"),
+                "mailbox[1].move_to: expected a folder name when after_ingest = \"move\"",
+            ),
+        ];
+        for (text, expected) in refused {
+            let error = load(&text).expect_err(&text);
+            assert_eq!(error, format!("intake.toml: {expected}"), "{text}");
+        }
+        let accepted = [
+            // Another account may have folders of the same names.
+            format!(
+                "{MAILBOX}{}",
+                sales.replace("imap.example.com", "imap.example.org")
+            ),
+            format!(
+                "{MAILBOX}{}",
+                sales.replace("username = \"support@", "username = \"sales@")
+            ),
+            // move_to is read only with after_ingest = "move".
+            format!("{MAILBOX}move_to = \"INBOX\"\n"),
+            format!("{MAILBOX}after_ingest = \"move\"\nmove_to = \"INBOX/Done\"\n"),
+        ];
+        for text in accepted {
+            load(&text).unwrap_or_else(|error| panic!("{text}: {error}"));
         }
     }
 
