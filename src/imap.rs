@@ -252,7 +252,12 @@ async fn run_session(
             if action == "move" { " or MOVE" } else { "" }
         )));
     }
-    let selected = timed("SELECT", COMMAND_TIMEOUT, session.select(&task.key.folder)).await?;
+    let selected = timed(
+        "SELECT",
+        COMMAND_TIMEOUT,
+        session.select(wire_name(&task.key.folder)),
+    )
+    .await?;
     let uid_validity = selected.uid_validity.ok_or_else(|| {
         ImapError::Protocol(format!("SELECT {}: no UIDVALIDITY", task.key.folder))
     })?;
@@ -572,15 +577,16 @@ impl Folder<'_> {
         target: &str,
     ) -> Result<(), ImapError> {
         if self.ensured.insert(target.to_string()) {
-            let _ = timed("CREATE", COMMAND_TIMEOUT, session.create(target)).await;
+            let _ = timed("CREATE", COMMAND_TIMEOUT, session.create(wire_name(target))).await;
         }
         let set = uid_set(uids);
+        let target = wire_name(target);
         if self.can_move {
-            timed("UID MOVE", COMMAND_TIMEOUT, session.uid_mv(&set, target)).await?;
+            timed("UID MOVE", COMMAND_TIMEOUT, session.uid_mv(&set, &target)).await?;
             return Ok(());
         }
         // RFC 6851 fallback: copy, then delete the original.
-        timed("UID COPY", COMMAND_TIMEOUT, session.uid_copy(&set, target)).await?;
+        timed("UID COPY", COMMAND_TIMEOUT, session.uid_copy(&set, &target)).await?;
         if !self.can_expunge {
             // Only an oversized message under after_ingest = "seen" comes here (a session
             // refuses delete, and move without MOVE, on such a server): the copy is aside,
@@ -590,6 +596,46 @@ impl Folder<'_> {
         store_flags(session, uids, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
         expunge(session, uids).await
     }
+}
+
+/// A folder name as IMAP4rev1 sends it: modified UTF-7 (RFC 3501, 5.1.3). Operators write
+/// names as their mail client shows them ("Traité", "Отработано"); sent as UTF-8, a server
+/// refuses them or takes them for another folder. Printable ASCII stands for itself but `&`,
+/// which becomes `&-`; any other run is UTF-16BE in base64 with `,` for `/`, unpadded, between
+/// `&` and `-`: base64's `IMAP_MUTF7` alphabet. (utf7-imap, the crate for all of this, was
+/// last released in 2022, would bring a second base64, and counts DEL as printable.)
+pub fn wire_name(folder: &str) -> String {
+    use base64::Engine;
+    const MODIFIED_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::IMAP_MUTF7,
+        base64::engine::general_purpose::NO_PAD,
+    );
+    let mut wire = String::with_capacity(folder.len());
+    let mut run: Vec<u8> = Vec::new();
+    let flush = |run: &mut Vec<u8>, wire: &mut String| {
+        if !run.is_empty() {
+            wire.push('&');
+            wire.push_str(&MODIFIED_BASE64.encode(&run));
+            wire.push('-');
+            run.clear();
+        }
+    };
+    for character in folder.chars() {
+        if (' '..='~').contains(&character) {
+            flush(&mut run, &mut wire);
+            wire.push(character);
+            if character == '&' {
+                wire.push('-');
+            }
+        } else {
+            let mut units = [0u16; 2];
+            for unit in character.encode_utf16(&mut units) {
+                run.extend_from_slice(&unit.to_be_bytes());
+            }
+        }
+    }
+    flush(&mut run, &mut wire);
+    wire
 }
 
 /// Batches on their way into the database, in UID order. Each is parsed on a blocking thread
@@ -1066,6 +1112,27 @@ impl AsyncWrite for Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folder_names_go_to_the_server_in_modified_utf7() {
+        let cases = [
+            ("INBOX", "INBOX"),
+            ("Support/Done 2026", "Support/Done 2026"),
+            ("Q&A", "Q&-A"),
+            ("Entwürfe", "Entw&APw-rfe"),
+            ("Traité", "Trait&AOk-"),
+            // RFC 3501, 5.1.3.
+            ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),
+            ("Отправленные", "&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-"),
+            // Beyond the BMP: a surrogate pair.
+            ("📥 in", "&2D3c5Q- in"),
+            // Not printable ASCII, so encoded, as RFC 3501 asks.
+            ("tab\there\u{7f}", "tab&AAk-here&AH8-"),
+        ];
+        for (name, wire) in cases {
+            assert_eq!(wire_name(name), wire, "{name}");
+        }
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

@@ -999,6 +999,51 @@ async fn every_message_moved_to_a_new_done(dovecot: &Dovecot, messages: usize) -
     log
 }
 
+#[tokio::test]
+async fn folders_named_in_any_language_are_watched_and_moved_into() {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    dovecot.create_folder("support", "Entrée");
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &mailbox(
+            "support",
+            dovecot.imap_port,
+            "folders = [\"Entrée\"]\nafter_ingest = \"move\"\nmove_to = \"Traité & classé\"",
+        ),
+    )
+    .await;
+    let store = intake.store().await;
+    for index in 0..2 {
+        dovecot.deliver("support", "Entrée", &mail(index, "a@contoso.com"));
+    }
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_until(
+        Duration::from_secs(20),
+        "both messages moved from Entrée to Traité & classé",
+        || async {
+            dovecot.messages("support", "Traité & classé").len() == 2
+                && dovecot.messages("support", "Entrée").is_empty()
+        },
+    )
+    .await;
+    assert_eq!(count(&store, "SELECT count(*) FROM incidents").await, 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM ingest_log").await, 2);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM mailbox_folders WHERE folder = 'Entrée' AND last_uid = 2"
+        )
+        .await,
+        1,
+        "staff see the folder under the name the operator wrote"
+    );
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 0, "{log}");
+    assert!(log.contains("folder=Entrée"), "{log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
 /// What an older server announces: IMAP4rev1 and common extensions, no MOVE (RFC 6851).
 const WITHOUT_MOVE: &str =
     "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS\n";
