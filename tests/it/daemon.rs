@@ -1497,3 +1497,30 @@ async fn xoauth2_login_and_a_refreshed_token_file() {
     drop(daemon);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_password_with_quotes_backslashes_and_accents_logs_in() {
+    let password = "Pä\"ss\\wört ñ 1";
+    let dovecot = Dovecot::start(&[("support", password)]);
+    let intake = Intake::custom(Backend::Sqlite, "").await;
+    let file = intake.path("support.password");
+    std::fs::write(&file, format!("{password}\n")).expect("the password file");
+    intake.write_config(&mailbox("support", dovecot.imap_port, "").replace(
+        &format!("password = \"{PASSWORD}\""),
+        &format!("password_file = \"{}\"", file.display()),
+    ));
+    dovecot.deliver("support", "INBOX", &mail(1, "a@contoso.com"));
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    let store = intake.store().await;
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let log = daemon.log_text();
+    assert!(!log.contains("wört"), "the password is never logged:\n{log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
