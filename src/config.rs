@@ -808,16 +808,18 @@ fn check_folder_loops(file: &Path, mailboxes: &[MailboxSettings]) -> Result<(), 
             mailbox.username.clone(),
         )
     };
-    let watcher = |target: &str, of: &MailboxSettings| {
-        mailboxes
+    // The first of `among` on the account of `of` that watches `folder`.
+    let watcher = |among: &'_ [MailboxSettings], folder: &str, of: &MailboxSettings| {
+        among
             .iter()
             .filter(|other| account(other) == account(of))
             .find(|other| {
                 other
                     .folders
                     .iter()
-                    .any(|folder| same_folder(folder, target))
+                    .any(|theirs| same_folder(theirs, folder))
             })
+            .map(|other| other.name.clone())
     };
     for (index, mailbox) in mailboxes.iter().enumerate() {
         let key = |name: &str| format!("mailbox[{}].{name}", index + 1);
@@ -832,23 +834,14 @@ fn check_folder_loops(file: &Path, mailboxes: &[MailboxSettings]) -> Result<(), 
                     format!("expected each folder once; \"{folder}\" is listed twice"),
                 ));
             }
-            if let Some(earlier) = mailboxes[..index]
-                .iter()
-                .filter(|other| account(other) == account(mailbox))
-                .find(|other| {
-                    other
-                        .folders
-                        .iter()
-                        .any(|theirs| same_folder(theirs, folder))
-                })
-            {
+            if let Some(earlier) = watcher(&mailboxes[..index], folder, mailbox) {
                 return Err(ConfigError::new(
                     file,
                     key("folders"),
                     format!(
                         "expected folders no other mailbox watches; \"{folder}\" of {} on {} is \
-                         watched by mailbox \"{}\" too",
-                        mailbox.username, mailbox.host, earlier.name
+                         watched by mailbox \"{earlier}\" too",
+                        mailbox.username, mailbox.host
                     ),
                 ));
             }
@@ -865,15 +858,14 @@ fn check_folder_loops(file: &Path, mailboxes: &[MailboxSettings]) -> Result<(), 
         ];
         for (name, target) in targets {
             if let Some(target) = target
-                && let Some(other) = watcher(target, mailbox)
+                && let Some(other) = watcher(mailboxes, target, mailbox)
             {
                 return Err(ConfigError::new(
                     file,
                     key(name),
                     format!(
-                        "expected a folder no mailbox watches; mailbox \"{}\" watches \
+                        "expected a folder no mailbox watches; mailbox \"{other}\" watches \
                          \"{target}\", so mail put there would be taken again",
-                        other.name
                     ),
                 ));
             }

@@ -604,7 +604,7 @@ impl Folder<'_> {
 /// which becomes `&-`; any other run is UTF-16BE in base64 with `,` for `/`, unpadded, between
 /// `&` and `-`: base64's `IMAP_MUTF7` alphabet. (utf7-imap, the crate for all of this, was
 /// last released in 2022, would bring a second base64, and counts DEL as printable.)
-pub fn wire_name(folder: &str) -> String {
+fn wire_name(folder: &str) -> String {
     use base64::Engine;
     const MODIFIED_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
         &base64::alphabet::IMAP_MUTF7,

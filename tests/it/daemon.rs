@@ -1520,7 +1520,10 @@ async fn a_password_with_quotes_backslashes_and_accents_logs_in() {
     )
     .await;
     let log = daemon.log_text();
-    assert!(!log.contains("wört"), "the password is never logged:\n{log}");
+    assert!(
+        !log.contains("wört"),
+        "the password is never logged:\n{log}"
+    );
     assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
     store.close().await;
 }
