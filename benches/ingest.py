@@ -410,7 +410,8 @@ def main():
     binary = arguments.binary
     if binary is None:
         subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "intake"], cwd=REPO, check=True)
-        binary = os.path.join(REPO, "target/release/intake")
+        target = os.path.join(REPO, os.environ.get("CARGO_TARGET_DIR", "target"))
+        binary = os.path.join(target, "release", "intake")
     ceiling_binary = build_ceiling()
     warm_up_memory(arguments.warm_up)
     messages = generate(arguments.messages, arguments.seed, attachments=arguments.mix == "realistic")
