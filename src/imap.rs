@@ -103,6 +103,7 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
     let store = task.pipeline.store().clone();
     let mut attempt: u32 = 0;
     let mut last_logged: Option<String> = None;
+    let mut awaiting = Awaiting::default();
     loop {
         if !wait_for_lease(&task, &stop).await {
             return;
@@ -110,7 +111,7 @@ pub async fn run_folder(task: FolderTask, stop: CancellationToken) {
         let session_stop = stop.child_token();
         let keeper = tokio::spawn(keep_lease(task.clone(), session_stop.clone()));
         let mut connected = false;
-        let result = run_session(&task, &session_stop, &mut connected).await;
+        let result = run_session(&task, &session_stop, &mut connected, &mut awaiting).await;
         keeper.abort();
         if connected {
             attempt = 0;
@@ -221,10 +222,30 @@ async fn keep_lease(task: FolderTask, session_stop: CancellationToken) {
 
 type ImapSession = Session<Transport>;
 
+/// Messages this process committed whose IMAP action has not been seen to succeed, kept across
+/// the sessions of one folder task: the recovery pass retries their action alone instead of
+/// taking them again, so a move the server keeps refusing adds no `duplicate` row per
+/// reconnection. After a restart this is empty, and the recovery pass records a `duplicate`.
+#[derive(Default)]
+struct Awaiting {
+    uid_validity: u32,
+    actions: BTreeMap<u32, Action>,
+}
+
+/// What a committed message still waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// The mailbox's `after_ingest`.
+    AfterIngest,
+    /// Moving aside to `oversized_folder`.
+    Oversized,
+}
+
 async fn run_session(
     task: &FolderTask,
     stop: &CancellationToken,
     connected: &mut bool,
+    awaiting: &mut Awaiting,
 ) -> Result<(), ImapError> {
     let mailbox = &task.mailbox;
     let store = task.pipeline.store();
@@ -270,6 +291,12 @@ async fn run_session(
         folders::reset(store, &task.key, uid_validity).await?;
         state.last_uid = 0;
     }
+    if awaiting.uid_validity != uid_validity {
+        *awaiting = Awaiting {
+            uid_validity,
+            actions: BTreeMap::new(),
+        };
+    }
     *connected = true;
     // Whether moves are UID MOVE or, without it, copy, delete and expunge.
     tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, idle = can_idle && mailbox.idle, r#move = can_move, "mailbox connected");
@@ -281,6 +308,7 @@ async fn run_session(
         can_move,
         can_expunge,
         ensured: std::collections::BTreeSet::new(),
+        awaiting: &mut awaiting.actions,
     };
 
     // Recovery: messages at or below the checkpoint still waiting for their after-ingest action.
@@ -289,6 +317,7 @@ async fn run_session(
         AfterIngest::Move | AfterIngest::Delete => "ALL",
     };
     let pending = search(&mut session, pending_query, |uid| uid <= folder.last_uid).await?;
+    let pending = folder.retry_awaiting(&mut session, pending).await?;
     folder.process(&mut session, pending, stop).await?;
 
     loop {
@@ -344,9 +373,34 @@ struct Folder<'a> {
     can_expunge: bool,
     /// Folders this session has made sure exist (the move and oversized targets).
     ensured: std::collections::BTreeSet<String>,
+    /// Committed by this process, action not yet done (`Awaiting`).
+    awaiting: &'a mut BTreeMap<u32, Action>,
 }
 
 impl Folder<'_> {
+    /// Of the recovery pass's `pending`, applies the action still owed to those this process
+    /// committed, and returns the others, to be taken again. What is no longer pending was
+    /// acted on (or removed by someone else) and is forgotten.
+    async fn retry_awaiting(
+        &mut self,
+        session: &mut ImapSession,
+        pending: Vec<u32>,
+    ) -> Result<Vec<u32>, ImapError> {
+        self.awaiting
+            .retain(|uid, _| pending.binary_search(uid).is_ok());
+        let (owed, others): (Vec<u32>, Vec<u32>) = pending
+            .into_iter()
+            .partition(|uid| self.awaiting.contains_key(uid));
+        let (after_ingest, oversized): (Vec<u32>, Vec<u32>) = owed
+            .into_iter()
+            .partition(|uid| self.awaiting.get(uid) == Some(&Action::AfterIngest));
+        self.after_ingest(session, &after_ingest).await?;
+        for uid in oversized {
+            self.move_aside(session, uid).await?;
+        }
+        Ok(others)
+    }
+
     /// Ingests `uids` in order, in bounded batches; stops between batches when asked.
     /// Batches go to the database on a `Conveyor`: while one is written, the next is parsed
     /// and the one after it read from the server.
@@ -362,7 +416,10 @@ impl Folder<'_> {
         // this returns, whether it ends, stops or fails; a stop is honoured after that. The
         // after-ingest action follows unless the session failed (the recovery pass does it).
         let reported = conveyor.finish().await;
-        fed?;
+        if let Err(error) = fed {
+            self.note_committed(&reported.committed);
+            return Err(error);
+        }
         self.act_on(session, reported).await
     }
 
@@ -496,10 +553,13 @@ impl Folder<'_> {
         reported.failure.map_or(Ok(()), Err)
     }
 
-    /// The next search starts after what was committed.
+    /// The next search starts after what was committed, and each of it is owed its action.
     fn note_committed(&mut self, uids: &[u32]) {
         if let Some(last) = uids.iter().max() {
             self.last_uid = self.last_uid.max(*last);
+        }
+        for uid in uids {
+            self.awaiting.insert(*uid, Action::AfterIngest);
         }
     }
 
@@ -535,8 +595,15 @@ impl Folder<'_> {
         origin.raw_is_complete = false;
         origin.declared_size_bytes = Some(size);
         self.ingest(uid, &raw, origin).await?;
+        self.awaiting.insert(uid, Action::Oversized);
+        self.move_aside(session, uid).await
+    }
+
+    async fn move_aside(&mut self, session: &mut ImapSession, uid: u32) -> Result<(), ImapError> {
         let target = self.task.mailbox.oversized_folder.clone();
-        self.move_to(session, &[uid], &target).await
+        self.move_to(session, &[uid], &target).await?;
+        self.awaiting.remove(&uid);
+        Ok(())
     }
 
     async fn after_ingest(
@@ -547,6 +614,18 @@ impl Folder<'_> {
         if uids.is_empty() {
             return Ok(());
         }
+        self.apply_after_ingest(session, uids).await?;
+        for uid in uids {
+            self.awaiting.remove(uid);
+        }
+        Ok(())
+    }
+
+    async fn apply_after_ingest(
+        &mut self,
+        session: &mut ImapSession,
+        uids: &[u32],
+    ) -> Result<(), ImapError> {
         match self.task.mailbox.after_ingest {
             AfterIngest::Seen => store_flags(session, uids, "+FLAGS.SILENT (\\Seen)").await,
             AfterIngest::Move => {

@@ -1044,6 +1044,64 @@ async fn folders_named_in_any_language_are_watched_and_moved_into() {
     store.close().await;
 }
 
+/// A folder name Dovecot cannot create: each move there is refused, session after session.
+fn uncreatable_folder() -> String {
+    "x".repeat(300)
+}
+
+#[tokio::test]
+async fn a_move_the_server_refuses_is_retried_without_taking_the_mail_again() {
+    let config = format!(
+        "after_ingest = \"move\"\nmove_to = \"{}\"",
+        uncreatable_folder()
+    );
+    refused_moves_add_no_records(
+        &config,
+        [mail(0, "a@contoso.com"), mail(1, "b@contoso.com")],
+    )
+    .await;
+}
+
+/// Runs `messages` through a mailbox configured with `extra`, whose moves the server refuses,
+/// over several reconnections: each message is recorded once and stays in the INBOX.
+async fn refused_moves_add_no_records(extra: &str, messages: [Vec<u8>; 2]) {
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(
+        Backend::Sqlite,
+        &format!(
+            "[limits]\nmax_message_bytes = 4096\n{}",
+            mailbox("support", dovecot.imap_port, extra)
+        ),
+    )
+    .await;
+    let store = intake.store().await;
+    for raw in &messages {
+        dovecot.deliver("support", "INBOX", raw);
+    }
+    let mut daemon = Daemon::start(&intake.config, intake.path("daemon.log"));
+    wait_for_folder_error(&store, "support", &["UID MOVE"], Duration::from_secs(20)).await;
+    // Three more sessions, each with its recovery pass over what is stuck.
+    wait_until(Duration::from_secs(30), "three reconnections", || async {
+        occurrences(&daemon.log_text(), "mailbox connected") >= 4
+    })
+    .await;
+    wait_for_folder_error(&store, "support", &["UID MOVE"], Duration::from_secs(20)).await;
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM ingest_log").await,
+        2,
+        "each message recorded once, however often its move is retried"
+    );
+    assert_eq!(
+        dovecot.messages("support", "INBOX").len(),
+        2,
+        "nothing lost"
+    );
+    let log = daemon.log_text();
+    assert_eq!(occurrences(&log, "WARN mailbox failed"), 1, "{log}");
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    store.close().await;
+}
+
 /// What an older server announces: IMAP4rev1 and common extensions, no MOVE (RFC 6851).
 const WITHOUT_MOVE: &str =
     "imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS\n";
