@@ -1,6 +1,8 @@
 //! A task per mailbox folder: hold the folder's lease, log in, fetch what is new, ingest it
 //! through the pipeline with its UID checkpoint, apply the after-ingest action, then wait with
-//! IDLE or poll. Any error: log it, record it for staff, reconnect with capped backoff.
+//! IDLE or poll. Any error: log it, record it for staff, reconnect with capped backoff; but
+//! an after-ingest action the server refuses (NO or BAD) only stays owed and is retried, and
+//! later mail goes on coming in (`Awaiting`, `Folder::owe`).
 //!
 //! Exactly once: the checkpoint commits with each message; the after-ingest action runs only
 //! after that commit. A crash in between leaves the message in the folder, and the recovery
@@ -60,6 +62,9 @@ pub enum ImapError {
     Login(String),
     #[error("IMAP {0}")]
     Protocol(String),
+    /// The server answered NO or BAD: the connection itself is fine.
+    #[error("IMAP {0}")]
+    Refused(String),
     #[error("no answer within {0:?} to {1}")]
     Timeout(Duration, &'static str),
     #[error("cannot read {0}")]
@@ -309,6 +314,7 @@ async fn run_session(
         can_expunge,
         ensured: std::collections::BTreeSet::new(),
         awaiting: &mut awaiting.actions,
+        refused: None,
     };
 
     // Recovery: messages at or below the checkpoint still waiting for their after-ingest action.
@@ -321,12 +327,14 @@ async fn run_session(
     folder.process(&mut session, pending, stop).await?;
 
     loop {
+        folder.retry_owed(&mut session).await?;
         let query = format!("UID {}:*", folder.last_uid.saturating_add(1));
         let last_uid = folder.last_uid;
         let new = search(&mut session, &query, |uid| uid > last_uid).await?;
         let found = !new.is_empty();
         folder.process(&mut session, new, stop).await?;
-        folders::record_success(store, &task.key).await?;
+        let owing = folder.owing();
+        folders::record_success(store, &task.key, owing.as_deref()).await?;
         if stop.is_cancelled() {
             break;
         }
@@ -375,6 +383,8 @@ struct Folder<'a> {
     ensured: std::collections::BTreeSet<String>,
     /// Committed by this process, action not yet done (`Awaiting`).
     awaiting: &'a mut BTreeMap<u32, Action>,
+    /// The server's last refusal of an action (logged once), while any action is owed.
+    refused: Option<String>,
 }
 
 impl Folder<'_> {
@@ -394,11 +404,53 @@ impl Folder<'_> {
         let (after_ingest, oversized): (Vec<u32>, Vec<u32>) = owed
             .into_iter()
             .partition(|uid| self.awaiting.get(uid) == Some(&Action::AfterIngest));
-        self.after_ingest(session, &after_ingest).await?;
+        let done = self.after_ingest(session, &after_ingest).await;
+        self.owe(done)?;
         for uid in oversized {
-            self.move_aside(session, uid).await?;
+            let done = self.move_aside(session, uid).await;
+            self.owe(done)?;
         }
         Ok(others)
+    }
+
+    /// Retries every action still owed (after each batch the server refused one for, before
+    /// each search for new mail): a refusal leaves the messages owed and ingestion going on.
+    async fn retry_owed(&mut self, session: &mut ImapSession) -> Result<(), ImapError> {
+        if self.awaiting.is_empty() {
+            return Ok(());
+        }
+        let owed: Vec<u32> = self.awaiting.keys().copied().collect();
+        self.retry_awaiting(session, owed).await?;
+        if self.awaiting.is_empty() {
+            self.refused = None;
+        }
+        Ok(())
+    }
+
+    /// Passes on `result`, except that the server refusing an action (a folder it will not
+    /// move into, say) is logged and leaves the messages owed: the mail is recorded, and
+    /// the mail after it must not wait for a folder's rights to be mended.
+    fn owe(&mut self, result: Result<(), ImapError>) -> Result<(), ImapError> {
+        match result {
+            Err(ImapError::Refused(text)) => {
+                // Once until every owed action is done: the server's text varies (timings).
+                if self.refused.is_none() {
+                    tracing::warn!(mailbox = %self.task.key.mailbox, folder = %self.task.key.folder, error = %text,
+                        "the server refused an after-ingest action; the messages stay in the folder, recorded once, and it is retried");
+                }
+                self.refused = Some(text);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Why actions are still owed, for `last_error`.
+    fn owing(&self) -> Option<String> {
+        self.refused
+            .as_ref()
+            .filter(|_| !self.awaiting.is_empty())
+            .map(|text| format!("IMAP {text}"))
     }
 
     /// Ingests `uids` in order, in bounded batches; stops between batches when asked.
@@ -549,7 +601,8 @@ impl Folder<'_> {
         reported: Reported,
     ) -> Result<(), ImapError> {
         self.note_committed(&reported.committed);
-        self.after_ingest(session, &reported.committed).await?;
+        let done = self.after_ingest(session, &reported.committed).await;
+        self.owe(done)?;
         reported.failure.map_or(Ok(()), Err)
     }
 
@@ -596,7 +649,8 @@ impl Folder<'_> {
         origin.declared_size_bytes = Some(size);
         self.ingest(uid, &raw, origin).await?;
         self.awaiting.insert(uid, Action::Oversized);
-        self.move_aside(session, uid).await
+        let done = self.move_aside(session, uid).await;
+        self.owe(done)
     }
 
     async fn move_aside(&mut self, session: &mut ImapSession, uid: u32) -> Result<(), ImapError> {
@@ -959,13 +1013,17 @@ async fn idle(session: ImapSession, stop: &CancellationToken) -> Result<ImapSess
     timed("DONE", COMMAND_TIMEOUT, handle.done()).await
 }
 
-async fn timed<T, E: std::fmt::Display>(
+async fn timed<T>(
     what: &'static str,
     limit: Duration,
-    future: impl Future<Output = Result<T, E>>,
+    future: impl Future<Output = Result<T, async_imap::error::Error>>,
 ) -> Result<T, ImapError> {
+    use async_imap::error::Error;
     match tokio::time::timeout(limit, future).await {
         Ok(Ok(value)) => Ok(value),
+        Ok(Err(error @ (Error::No(_) | Error::Bad(_)))) => {
+            Err(ImapError::Refused(format!("{what}: {error}")))
+        }
         Ok(Err(error)) => Err(ImapError::Protocol(format!("{what}: {error}"))),
         Err(_) => Err(ImapError::Timeout(limit, what)),
     }

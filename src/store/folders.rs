@@ -167,24 +167,31 @@ pub async fn advance(tx: &mut Tx, checkpoint: &Checkpoint<'_>) -> Result<(), Sto
     Ok(())
 }
 
-/// A poll that found nothing new still counts as a success for `/health`.
-pub async fn record_success(store: &Store, key: &FolderKey) -> Result<(), StoreError> {
+/// A poll that found nothing new still counts as a success for `/health`. `owing`: why an
+/// after-ingest action the server refused is still owed (the mail is in, but staff should
+/// know), kept in `last_error`; `None` clears it.
+pub async fn record_success(
+    store: &Store,
+    key: &FolderKey,
+    owing: Option<&str>,
+) -> Result<(), StoreError> {
     let now = Timestamp::now();
     on_pool!(store, pool => {
         sqlx::query(
-            "UPDATE mailbox_folders SET last_success_at = $3, last_error = NULL, updated_at = $3 \
+            "UPDATE mailbox_folders SET last_success_at = $3, last_error = $4, \
+             last_error_at = CASE WHEN $4 IS NULL THEN last_error_at ELSE $3 END, updated_at = $3 \
              WHERE mailbox = $1 AND folder = $2",
         )
         .bind(&key.mailbox)
         .bind(&key.folder)
         .bind(now)
+        .bind(owing)
         .execute(pool)
         .await?;
     });
     Ok(())
 }
 
-/// Shown to staff in `mailbox_folders.last_error`.
 pub async fn record_error(store: &Store, key: &FolderKey, error: &str) -> Result<(), StoreError> {
     let now = Timestamp::now();
     on_pool!(store, pool => {
