@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use intake::store::Store;
+use intake::store::{Store, StoreError};
 use sqlx::Connection;
 
 pub const POSTGRES_URL_VARIABLE: &str = "INTAKE_TEST_POSTGRES_URL";
@@ -232,11 +232,22 @@ impl Intake {
         stderr
     }
 
-    /// A pool on the test database, for checking rows.
+    /// A pool on the test database, for checking rows. A database the daemon under test is
+    /// busy with (seen once in a full parallel run on 2 cores: SQLITE_BUSY while opening, as
+    /// the daemon started) is tried again for up to 30 s, as intake itself retries; any other
+    /// error fails the test at once.
     pub async fn store(&self) -> Store {
-        Store::connect(&self.db.url)
-            .await
-            .unwrap_or_else(|error| panic!("connecting to {}: {error}", self.db.url))
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Store::connect(&self.db.url).await {
+                Ok(store) => return store,
+                Err(StoreError::Unavailable(why)) if std::time::Instant::now() < deadline => {
+                    eprintln!("connecting to {} again: {why}", self.db.url);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("connecting to {}: {error}", self.db.url),
+            }
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
