@@ -8,6 +8,8 @@ attachments) into a throwaway Dovecot on 127.0.0.1, then times:
   - the SQLite storage floor: SQLite alone keeping the raw messages and decoded attachments,
     with intake's page size, page cache and autocheckpoint;
   - the PostgreSQL storage floor: the same bytes sent to PostgreSQL by binary COPY;
+  - the parsing floor: one thread parsing every message with mail-parser alone, and with
+    intake's own reading (benches/parse_floor.rs);
 after touching --warm-up GiB of memory once (a fresh VM's first writes are slow), and
 reports messages/s, MB/s, the ratio to the ceiling, intake's peak RSS, and the CPU time the
 whole machine spent on each run (every process and the kernel: intake, Dovecot, PostgreSQL,
@@ -195,14 +197,14 @@ def cpu_budget(ceiling_seconds):
     return os.cpu_count() * 2 * ceiling_seconds
 
 
-def build_ceiling():
-    """The ceiling's binary, built once (so cargo's own start is not timed)."""
-    built = subprocess.run(["cargo", "bench", "--no-run", "--bench", "imap_ceiling"], cwd=REPO, check=True,
+def build_bench(name):
+    """A bench binary (benches/NAME.rs), built once (so cargo's own start is not timed)."""
+    built = subprocess.run(["cargo", "bench", "--no-run", "--bench", name], cwd=REPO, check=True,
                            capture_output=True, text=True)
     for line in built.stderr.splitlines():
-        if "Executable" in line and "imap_ceiling" in line:
+        if "Executable" in line and name in line:
             return os.path.join(REPO, line.rsplit("(", 1)[1].rstrip(")"))
-    sys.exit(f"cannot find the imap_ceiling binary in cargo's output:\n{built.stderr}")
+    sys.exit(f"cannot find the {name} binary in cargo's output:\n{built.stderr}")
 
 
 def settle():
@@ -357,6 +359,20 @@ def postgres_floor(messages, postgres_url):
         drop()
 
 
+def parse_floor(binary, messages):
+    """Seconds one thread takes to parse every message: with mail-parser alone (every part
+    decoded, nothing kept), and with intake's Inbound::parse (mail-parser, SHA-256 of the raw
+    bytes and attachments, the fields intake keeps). CPU-bound on one thread, so the seconds
+    are its CPU time too. Any ingest built on mail-parser spends at least the first."""
+    with tempfile.NamedTemporaryFile(prefix="intake-parse-") as file:
+        for raw in messages:
+            file.write(struct.pack("<I", len(raw)))
+            file.write(raw)
+        file.flush()
+        output = subprocess.run([binary, file.name], check=True, capture_output=True, text=True).stdout.split()
+    return float(output[0]), float(output[1])
+
+
 def storage_floor(messages):
     """Seconds SQLite alone takes to keep what intake must keep of these messages: each raw
     message and each decoded attachment as a blob, in WAL mode with synchronous=NORMAL, one
@@ -412,7 +428,8 @@ def main():
         subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "intake"], cwd=REPO, check=True)
         target = os.path.join(REPO, os.environ.get("CARGO_TARGET_DIR", "target"))
         binary = os.path.join(target, "release", "intake")
-    ceiling_binary = build_ceiling()
+    ceiling_binary = build_bench("imap_ceiling")
+    parse_binary = build_bench("parse_floor")
     warm_up_memory(arguments.warm_up)
     messages = generate(arguments.messages, arguments.seed, attachments=arguments.mix == "realistic")
     for index, large in enumerate(large_messages(arguments.large, arguments.seed)):
@@ -425,7 +442,7 @@ def main():
         fetched, size, seconds, cpu = ceiling(ceiling_binary, dovecot.port)
         assert fetched == len(messages), f"the ceiling fetched {fetched}"
         ceiling_rate = fetched / seconds
-        budget, ceiling_seconds = cpu_budget(seconds), seconds
+        budget, ceiling_seconds, ceiling_cpu = cpu_budget(seconds), seconds, cpu
         print(f"{'run':<22}{'seconds':>9}{'messages/s':>12}{'MB/s':>9}{'of ceiling':>12}{'peak RSS':>11}"
               f"{'CPU s':>8}")
         print(f"{'bare IMAP fetch':<22}{seconds:>9.2f}{ceiling_rate:>12.0f}{size / 1e6 / seconds:>9.1f}"
@@ -441,13 +458,27 @@ def main():
             floors.append(("SQLite blobs alone", lambda: storage_floor(messages)))
         if "postgres" in backends:
             floors.append(("PostgreSQL COPY alone", lambda: postgres_floor(messages, postgres_url)))
+        storage_cpu = {}
         for label, floor in floors:
             seconds, cpu = floor()
+            storage_cpu[label] = cpu
             rate = len(messages) / seconds
             print(f"{label:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
                   f"{rate / ceiling_rate:>12.0%}{'-':>11}{cpu:>8.2f}", flush=True)
+        mail_parser, intake_parse = parse_floor(parse_binary, messages)
+        for label, seconds in [("mail-parser alone", mail_parser), ("intake's parse alone", intake_parse)]:
+            rate = len(messages) / seconds
+            print(f"{label:<22}{seconds:>9.2f}{rate:>12.0f}{total / 1e6 / seconds:>9.1f}"
+                  f"{rate / ceiling_rate:>12.0%}{'-':>11}{seconds:>8.2f}", flush=True)
         print(f"CPU a run at half the ceiling's rate could use here: {budget:.2f} s "
               f"({os.cpu_count()} CPUs x 2 x {ceiling_seconds:.2f} s)", flush=True)
+        # Work no ingest can skip: the server serving the fetch (the ceiling's run), mail-parser
+        # reading each message, and the database keeping the bytes (a storage floor).
+        for label, cpu in storage_cpu.items():
+            least = ceiling_cpu + mail_parser + cpu
+            print(f"CPU any ingest with mail-parser needs here ({label.split()[0]}): at least "
+                  f"{least:.2f} s (fetch {ceiling_cpu:.2f} + mail-parser {mail_parser:.2f} + storage "
+                  f"{cpu:.2f}), {least / budget:.0%} of that", flush=True)
     finally:
         dovecot.stop()
 
