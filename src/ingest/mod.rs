@@ -88,6 +88,38 @@ impl Standing {
     }
 }
 
+/// `incidents.status`: staff set it (in a viewer, or any tool that edits the row); a
+/// customer's reply sets it back to `open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentStatus {
+    Open,
+    /// Staff answered and wait for the customer.
+    Waiting,
+    Resolved,
+    Closed,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Waiting => "waiting",
+            IncidentStatus::Resolved => "resolved",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IncidentStatus> {
+        match text {
+            "open" => Some(IncidentStatus::Open),
+            "waiting" => Some(IncidentStatus::Waiting),
+            "resolved" => Some(IncidentStatus::Resolved),
+            "closed" => Some(IncidentStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
 /// What the database knows about the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientFacts {
@@ -104,6 +136,7 @@ pub struct IncidentFacts {
     pub hash: String,
     pub client: Option<ClientId>,
     pub organisation: OrganisationId,
+    pub status: IncidentStatus,
 }
 
 /// Which department a new incident is filed under, and who may write there.
@@ -273,6 +306,9 @@ pub enum Decision {
     Append {
         incident: IncidentId,
         client: ClientPlan,
+        /// The incident was waiting, resolved or closed and a customer wrote again: it is open
+        /// again, as in any helpdesk, so staff see the reply in their open incidents.
+        reopen: bool,
         notes: Vec<String>,
     },
     DropBanned {
@@ -448,6 +484,7 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
             Some(incident) => Decision::Append {
                 incident: incident.id,
                 client: ClientPlan::Unregistered,
+                reopen: false,
                 notes: vec!["sent from one of our own addresses".to_string()],
             },
             None => Decision::Reject {
@@ -471,19 +508,12 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
     };
 
     if let Some(incident) = &facts.thread_by_header {
-        return Decision::Append {
-            incident: incident.id,
-            client: client_plan,
-            notes: Vec::new(),
-        };
+        return customer_reply(incident, client_plan, Vec::new());
     }
     let mut notes = Vec::new();
     if let Some(incident) = tag_thread {
-        return Decision::Append {
-            incident: incident.id,
-            client: client_plan,
-            notes: vec![format!("threaded by subject tag [#{}]", incident.hash)],
-        };
+        let tagged = format!("threaded by subject tag [#{}]", incident.hash);
+        return customer_reply(incident, client_plan, vec![tagged]);
     }
     if let Some(incident) = &facts.thread_by_tag {
         notes.push(format!(
@@ -606,6 +636,28 @@ pub fn domain_and_parents(domain: &str) -> Vec<String> {
         .collect()
 }
 
+/// A reply from the customer's side (not from one of our own addresses, not automatic) to
+/// `incident`: appended, and the incident is open again if staff had set it aside.
+fn customer_reply(
+    incident: &IncidentFacts,
+    client: ClientPlan,
+    mut notes: Vec<String>,
+) -> Decision {
+    let reopen = incident.status != IncidentStatus::Open;
+    if reopen {
+        notes.push(format!(
+            "reopened: the incident was {}",
+            incident.status.as_str()
+        ));
+    }
+    Decision::Append {
+        incident: incident.id,
+        client,
+        reopen,
+        notes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,6 +739,7 @@ mod tests {
             hash: "KXW-482-91735".into(),
             client: Some(client),
             organisation: CONTOSO,
+            status: IncidentStatus::Open,
         })
     }
 
@@ -1161,6 +1214,72 @@ mod tests {
             ..facts()
         };
         assert_eq!(filed(spam, &restricted).0, Folder::Spam);
+    }
+
+    #[test]
+    fn a_customer_reply_reopens_what_staff_set_aside() {
+        let known = Facts {
+            client: client(Standing::Normal, Approval::Approved),
+            ..facts()
+        };
+        let in_thread = |status, by_tag: bool| {
+            let incident = incident_of(10).map(|incident| IncidentFacts { status, ..incident });
+            if by_tag {
+                Facts {
+                    thread_by_tag: incident,
+                    ..known.clone()
+                }
+            } else {
+                Facts {
+                    thread_by_header: incident,
+                    ..known.clone()
+                }
+            }
+        };
+        let reopened = |inbound: &Inbound, facts: &Facts| match decide(inbound, facts, &policy()) {
+            Decision::Append { reopen, notes, .. } => (reopen, notes.join("; ")),
+            other => panic!("expected an appended reply, got {other:?}"),
+        };
+        let reply = mail("alice@contoso.com");
+        for by_tag in [false, true] {
+            for status in [
+                IncidentStatus::Waiting,
+                IncidentStatus::Resolved,
+                IncidentStatus::Closed,
+            ] {
+                let (reopen, notes) = reopened(&reply, &in_thread(status, by_tag));
+                assert!(reopen, "{status:?}, by tag {by_tag}");
+                assert!(
+                    notes.contains(&format!("reopened: the incident was {}", status.as_str())),
+                    "{notes}"
+                );
+            }
+            let (reopen, notes) = reopened(&reply, &in_thread(IncidentStatus::Open, by_tag));
+            assert!(!reopen, "an open incident stays as it is");
+            assert!(!notes.contains("reopened"), "{notes}");
+        }
+        // Our own mail in the thread (staff writing from the support address) reopens nothing.
+        let ours = mail("support@example.com");
+        let (reopen, _) = reopened(&ours, &in_thread(IncidentStatus::Resolved, false));
+        assert!(!reopen, "our own mail does not reopen");
+        // Neither does an out-of-office answer or a bounce: they are not the customer writing.
+        let mut out_of_office = mail("alice@contoso.com");
+        out_of_office.signals.auto_submitted = Some("auto-replied".into());
+        let decision = decide(
+            &out_of_office,
+            &in_thread(IncidentStatus::Resolved, false),
+            &policy(),
+        );
+        assert!(
+            matches!(
+                decision,
+                Decision::Automatic {
+                    append_to: Some(500),
+                    ..
+                }
+            ),
+            "{decision:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn tag_may_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::IncidentStatus;
 
     const DEFAULT: OrganisationId = 1;
     const CONTOSO: OrganisationId = 2;
@@ -41,6 +42,7 @@ mod tests {
             hash: "KXW-482-91735".into(),
             client: Some(client),
             organisation,
+            status: IncidentStatus::Open,
         }
     }
 

@@ -272,7 +272,10 @@ pub async fn apply(
             }
         }
         Decision::Append {
-            incident, client, ..
+            incident,
+            client,
+            reopen,
+            ..
         } => {
             let resolved = resolve_client(tx, client, inbound, facts, now).await?;
             if let (true, Some((client_id, _))) = (registration_due(client), resolved) {
@@ -283,7 +286,7 @@ pub async fn apply(
             let stored = insert_message(tx, received, incident_id, true, now).await?;
             message_id = Some(stored);
             insert_attachments(tx, stored, inbound).await?;
-            touch_incident(tx, *incident, now).await?;
+            touch_incident(tx, *incident, *reopen, now).await?;
         }
         Decision::Automatic { append_to, .. } => {
             incident_id = *append_to;
@@ -292,7 +295,7 @@ pub async fn apply(
             message_id = Some(stored);
             if let Some(incident) = append_to {
                 insert_attachments(tx, stored, inbound).await?;
-                touch_incident(tx, *incident, now).await?;
+                touch_incident(tx, *incident, false, now).await?;
             }
         }
         Decision::DropBanned { .. } | Decision::Reject { .. } => {
@@ -657,13 +660,20 @@ async fn insert_attachments(
     Ok(())
 }
 
+/// A message was appended: the incident was updated now, and `reopen` sets it back to `open`.
 async fn touch_incident(
     tx: &mut Tx,
     incident: IncidentId,
+    reopen: bool,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let sql = if reopen {
+        "UPDATE incidents SET updated_at = $1, status = 'open' WHERE id = $2"
+    } else {
+        "UPDATE incidents SET updated_at = $1 WHERE id = $2"
+    };
     on_tx!(tx, conn => {
-        sqlx::query("UPDATE incidents SET updated_at = $1 WHERE id = $2")
+        sqlx::query(sql)
             .bind(now)
             .bind(incident)
             .execute(&mut *conn)

@@ -4,8 +4,8 @@
 
 use crate::ingest::hash::HashFormat;
 use crate::ingest::{
-    Approval, ClientFacts, DOMAIN_CANDIDATES, DepartmentFacts, Facts, IncidentFacts, Standing,
-    domain_and_parents,
+    Approval, ClientFacts, DOMAIN_CANDIDATES, DepartmentFacts, Facts, IncidentFacts,
+    IncidentStatus, Standing, domain_and_parents,
 };
 use crate::message::Inbound;
 use crate::on_tx;
@@ -96,34 +96,29 @@ pub async fn gather(
 
         let mut thread_by_header = None;
         for candidate in &candidates {
-            let row: Option<(i64, String, Option<i64>, i64)> = sqlx::query_as(
-                "SELECT i.id, i.hash, i.client_id, i.organisation_id \
+            let row: Option<IncidentRow> = sqlx::query_as(
+                "SELECT i.id, i.hash, i.client_id, i.organisation_id, i.status \
                  FROM messages m JOIN incidents i ON i.id = m.incident_id \
                  WHERE m.message_id_header = $1 ORDER BY m.id LIMIT 1",
             )
             .bind(candidate)
             .fetch_optional(&mut *conn)
             .await?;
-            if let Some((id, hash, client, organisation)) = row {
-                thread_by_header = Some(IncidentFacts { id, hash, client, organisation });
+            if let Some(row) = row {
+                thread_by_header = Some(incident_facts(row)?);
                 break;
             }
         }
 
         let mut thread_by_tag = None;
         if let Some(hash) = &tag {
-            let row: Option<(i64, String, Option<i64>, i64)> = sqlx::query_as(
-                "SELECT id, hash, client_id, organisation_id FROM incidents WHERE hash = $1",
+            let row: Option<IncidentRow> = sqlx::query_as(
+                "SELECT id, hash, client_id, organisation_id, status FROM incidents WHERE hash = $1",
             )
             .bind(hash)
             .fetch_optional(&mut *conn)
             .await?;
-            thread_by_tag = row.map(|(id, hash, client, organisation)| IncidentFacts {
-                id,
-                hash,
-                client,
-                organisation,
-            });
+            thread_by_tag = row.map(incident_facts).transpose()?;
         }
 
         // The organisation whose routing and grants apply: the client's, else the one their
@@ -166,5 +161,21 @@ pub async fn gather(
             thread_by_tag,
             departments,
         })
+    })
+}
+
+/// id, hash, client_id, organisation_id, status of an incident.
+type IncidentRow = (i64, String, Option<i64>, i64, String);
+
+fn incident_facts(row: IncidentRow) -> Result<IncidentFacts, StoreError> {
+    let (id, hash, client, organisation, status) = row;
+    let status = IncidentStatus::parse(&status)
+        .ok_or_else(|| StoreError::Failed(format!("incident {hash} has status {status:?}")))?;
+    Ok(IncidentFacts {
+        id,
+        hash,
+        client,
+        organisation,
+        status,
     })
 }

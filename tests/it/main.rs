@@ -25,6 +25,7 @@ mod daemon;
 mod department_access;
 mod dovecot;
 mod harness;
+mod incident_status;
 mod ingest_cli;
 mod monitoring;
 mod org_rules;
