@@ -122,6 +122,17 @@ pub enum AfterIngest {
     Delete,
 }
 
+/// What happens to mail already in a folder the first time intake watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingMail {
+    /// Ingested like any mail, but nobody is mailed for it: no registration, no
+    /// acknowledgement (a mailbox used by hand until now may hold years of mail).
+    Quiet,
+    /// Ingested and answered like mail that arrives later.
+    Acknowledge,
+}
+
 /// Where a password comes from. Only the inline form holds the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -222,6 +233,7 @@ pub struct MailboxSettings {
     pub after_ingest: AfterIngest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub move_to: Option<String>,
+    pub existing_mail: ExistingMail,
     /// Where a message over `max_message_bytes` is moved after its headers are recorded.
     pub oversized_folder: String,
     pub idle: bool,
@@ -453,6 +465,7 @@ struct RawMailbox {
     folders: Option<Vec<String>>,
     after_ingest: Option<AfterIngest>,
     move_to: Option<String>,
+    existing_mail: Option<ExistingMail>,
     oversized_folder: Option<String>,
     idle: Option<bool>,
     poll_interval: Option<String>,
@@ -979,6 +992,7 @@ impl RawMailbox {
             folders,
             after_ingest,
             move_to: self.move_to,
+            existing_mail: self.existing_mail.unwrap_or(ExistingMail::Quiet),
             oversized_folder: self
                 .oversized_folder
                 .filter(|folder| !folder.trim().is_empty())

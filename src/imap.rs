@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use async_imap::types::Mailbox;
 use async_imap::{Client, Session};
 use futures_util::TryStreamExt;
 use rustls_pki_types::ServerName;
@@ -25,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AfterIngest, ImapAuth, MailboxSettings, Security};
+use crate::config::{AfterIngest, ExistingMail, ImapAuth, MailboxSettings, Security};
 use crate::message::Origin;
 use crate::pipeline::{Batch, Pipeline};
 use crate::store::StoreError;
@@ -288,13 +289,28 @@ async fn run_session(
         ImapError::Protocol(format!("SELECT {}: no UIDVALIDITY", task.key.folder))
     })?;
     let mut state = folders::state(store, &task.key).await?;
-    if state.uid_validity != Some(uid_validity) {
-        if let Some(previous) = state.uid_validity {
+    match state.uid_validity {
+        Some(known) if known == uid_validity => {}
+        Some(previous) => {
             tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, previous, current = uid_validity,
                 "UIDVALIDITY changed: rescanning the whole folder; stored messages come back as duplicates");
+            folders::reset(store, &task.key, uid_validity).await?;
+            state.last_uid = 0;
+            state.quiet_through_uid = 0;
         }
-        folders::reset(store, &task.key, uid_validity).await?;
-        state.last_uid = 0;
+        None => {
+            let quiet_through_uid = match mailbox.existing_mail {
+                ExistingMail::Quiet => highest_uid(&mut session, &selected).await?,
+                ExistingMail::Acknowledge => 0,
+            };
+            if quiet_through_uid > 0 {
+                tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, through_uid = quiet_through_uid,
+                    "first time this folder is watched: the mail already in it is ingested without registration or acknowledgement mail (existing_mail = \"quiet\")");
+            }
+            folders::first_watch(store, &task.key, uid_validity, quiet_through_uid).await?;
+            state.last_uid = 0;
+            state.quiet_through_uid = quiet_through_uid;
+        }
     }
     if awaiting.uid_validity != uid_validity {
         *awaiting = Awaiting {
@@ -310,6 +326,7 @@ async fn run_session(
         task,
         uid_validity,
         last_uid: state.last_uid,
+        quiet_through_uid: state.quiet_through_uid,
         can_move,
         can_expunge,
         ensured: std::collections::BTreeSet::new(),
@@ -360,6 +377,19 @@ async fn run_session(
     Ok(())
 }
 
+/// The highest UID in the folder just selected (0 when empty): UIDNEXT minus one, or where a
+/// server does not say UIDNEXT, the last UID a search finds.
+async fn highest_uid(session: &mut ImapSession, selected: &Mailbox) -> Result<u32, ImapError> {
+    if selected.exists == 0 {
+        return Ok(0);
+    }
+    if let Some(next) = selected.uid_next {
+        return Ok(next.saturating_sub(1));
+    }
+    let all = search(session, "ALL", |_| true).await?;
+    Ok(all.last().copied().unwrap_or(0))
+}
+
 /// UIDs matching `query`, sorted, filtered (`n:*` always returns the highest UID).
 async fn search(
     session: &mut ImapSession,
@@ -376,6 +406,9 @@ struct Folder<'a> {
     task: &'a FolderTask,
     uid_validity: u32,
     last_uid: u32,
+    /// Messages up to this UID were here before intake first watched the folder, and are
+    /// ingested without mail (`existing_mail = "quiet"`).
+    quiet_through_uid: u32,
     can_move: bool,
     /// UIDPLUS: UID EXPUNGE removes exactly the messages named.
     can_expunge: bool,
@@ -532,6 +565,7 @@ impl Folder<'_> {
             department: Some(self.task.mailbox.department.clone()),
             raw_is_complete: true,
             declared_size_bytes: None,
+            arrived_before_watching: uid <= self.quiet_through_uid,
         }
     }
 

@@ -73,6 +73,9 @@ pub struct Origin {
     pub raw_is_complete: bool,
     /// The whole message's size as the server declared it, when only part was fetched.
     pub declared_size_bytes: Option<u64>,
+    /// It was in its folder before intake first watched that folder, and the mailbox says
+    /// `existing_mail = "quiet"`: nobody is mailed for it.
+    pub arrived_before_watching: bool,
 }
 
 /// Why a message could not be read as a message.

@@ -65,7 +65,7 @@ impl Rules {
         received: &Received<'_>,
         deferred: &mut Deferred,
     ) -> Result<Applied, StoreError> {
-        let facts = facts::gather(
+        let mut facts = facts::gather(
             tx,
             received.inbound,
             received.origin.department.as_deref(),
@@ -73,6 +73,7 @@ impl Rules {
             &self.hash_format,
         )
         .await?;
+        facts.arrived_before_watching = received.origin.arrived_before_watching;
         let decision = decide(received.inbound, &facts, &self.policy);
         apply(
             tx,

@@ -51,6 +51,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> anyhow::Result<Inges
         department: department.clone(),
         raw_is_complete: true,
         declared_size_bytes: None,
+        arrived_before_watching: false,
     };
 
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;

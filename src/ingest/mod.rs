@@ -187,6 +187,10 @@ pub struct Facts {
     /// The incident named by a `[#HASH]` subject tag.
     pub thread_by_tag: Option<IncidentFacts>,
     pub departments: DepartmentFacts,
+    /// The message was in its IMAP folder before intake first watched it, and the mailbox
+    /// keeps such mail quiet (`mailbox_folders.quiet_through_uid`): it is ingested, but
+    /// nobody is mailed for it.
+    pub arrived_before_watching: bool,
 }
 
 /// The settings the core obeys.
@@ -502,7 +506,7 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
                 Approval::Pending
             },
             organisation: organisation_for(sender.domain(), facts, policy),
-            send_registration: policy.registration_mail,
+            send_registration: policy.registration_mail && !facts.arrived_before_watching,
         }),
         None => ClientPlan::Unregistered,
     };
@@ -558,8 +562,16 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
     };
     // Spam is never answered (backscatter), nor is list mail (it would reach every member):
     // neither gets an acknowledgement or a registration mail.
-    let acknowledge =
-        policy.acknowledgement_mail && folder != Folder::Spam && !inbound.signals.mailing_list;
+    let acknowledge = policy.acknowledgement_mail
+        && folder != Folder::Spam
+        && !inbound.signals.mailing_list
+        && !facts.arrived_before_watching;
+    if facts.arrived_before_watching {
+        notes.push(
+            "in the folder before intake first watched it (existing_mail = \"quiet\"): no mail sent"
+                .to_string(),
+        );
+    }
     let client_plan = match client_plan {
         ClientPlan::Register(new_client) => ClientPlan::Register(NewClient {
             send_registration: new_client.send_registration
@@ -721,6 +733,7 @@ mod tests {
             thread_by_header: None,
             thread_by_tag: None,
             departments: DepartmentFacts::default(),
+            arrived_before_watching: false,
         }
     }
 
@@ -1280,6 +1293,46 @@ mod tests {
             ),
             "{decision:?}"
         );
+    }
+
+    #[test]
+    fn mail_from_before_the_first_watch_is_taken_in_without_mail() {
+        let quiet = Facts {
+            arrived_before_watching: true,
+            ..facts()
+        };
+        match decide(&mail("alice@contoso.com"), &quiet, &policy()) {
+            Decision::Create {
+                acknowledge,
+                client: ClientPlan::Register(new_client),
+                notes,
+                folder,
+                ..
+            } => {
+                assert_eq!(folder, Folder::Inbox);
+                assert!(!acknowledge, "no acknowledgement");
+                assert!(!new_client.send_registration, "no registration mail");
+                assert!(
+                    notes
+                        .iter()
+                        .any(|note| note.contains("before intake first watched")),
+                    "{notes:?}"
+                );
+            }
+            other => panic!("expected a new incident and a new client, got {other:?}"),
+        }
+        // A reply from a new sender among that mail registers them without mail, too.
+        let reply = Facts {
+            thread_by_header: incident_of(10),
+            ..quiet
+        };
+        match decide(&mail("bob@contoso.com"), &reply, &policy()) {
+            Decision::Append {
+                client: ClientPlan::Register(new_client),
+                ..
+            } => assert!(!new_client.send_registration),
+            other => panic!("expected an appended reply from a new client, got {other:?}"),
+        }
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub async fn gather(
             thread_by_header,
             thread_by_tag,
             departments,
+            // Known from where the message came: the caller sets it.
+            arrived_before_watching: false,
         })
     })
 }

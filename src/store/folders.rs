@@ -29,8 +29,12 @@ pub struct Checkpoint<'a> {
 /// Where ingestion of a folder stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FolderState {
+    /// None until the folder is first watched.
     pub uid_validity: Option<u32>,
     pub last_uid: u32,
+    /// Messages up to this UID were in the folder before intake first watched it, and are
+    /// ingested without mail (`existing_mail = "quiet"`); 0 for none.
+    pub quiet_through_uid: u32,
 }
 
 fn after(now: Timestamp, duration: Duration) -> Timestamp {
@@ -112,30 +116,59 @@ pub async fn release_others_leases(
 }
 
 pub async fn state(store: &Store, key: &FolderKey) -> Result<FolderState, StoreError> {
-    let row: Option<(Option<i64>, i64)> = on_pool!(store, pool => {
+    let row: Option<(Option<i64>, i64, i64)> = on_pool!(store, pool => {
         sqlx::query_as(
-            "SELECT uid_validity, last_uid FROM mailbox_folders WHERE mailbox = $1 AND folder = $2",
+            "SELECT uid_validity, last_uid, quiet_through_uid FROM mailbox_folders \
+             WHERE mailbox = $1 AND folder = $2",
         )
         .bind(&key.mailbox)
         .bind(&key.folder)
         .fetch_optional(pool)
         .await?
     });
-    let (uid_validity, last_uid) = row.unwrap_or((None, 0));
+    let (uid_validity, last_uid, quiet_through_uid) = row.unwrap_or((None, 0, 0));
     Ok(FolderState {
         uid_validity: uid_validity.and_then(|value| u32::try_from(value).ok()),
         last_uid: u32::try_from(last_uid).unwrap_or(0),
+        quiet_through_uid: u32::try_from(quiet_through_uid).unwrap_or(0),
     })
 }
 
+/// The first time a folder is watched: its UIDVALIDITY, and the highest UID it held then if
+/// that mail is to stay quiet (0 otherwise). Written before anything is ingested, so a crash
+/// part-way through that mail keeps the boundary; a folder watched before is left alone.
+pub async fn first_watch(
+    store: &Store,
+    key: &FolderKey,
+    uid_validity: u32,
+    quiet_through_uid: u32,
+) -> Result<(), StoreError> {
+    let now = Timestamp::now();
+    on_pool!(store, pool => {
+        sqlx::query(
+            "UPDATE mailbox_folders SET uid_validity = $3, last_uid = 0, quiet_through_uid = $4, \
+             updated_at = $5 WHERE mailbox = $1 AND folder = $2 AND uid_validity IS NULL",
+        )
+        .bind(&key.mailbox)
+        .bind(&key.folder)
+        .bind(i64::from(uid_validity))
+        .bind(i64::from(quiet_through_uid))
+        .bind(now)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
 /// A new UIDVALIDITY: every UID the folder had is void, so start again from the beginning.
-/// Messages already stored come back as duplicates, never as second incidents.
+/// Messages already stored come back as duplicates, never as second incidents; the others
+/// are new to intake and answered as such.
 pub async fn reset(store: &Store, key: &FolderKey, uid_validity: u32) -> Result<(), StoreError> {
     let now = Timestamp::now();
     on_pool!(store, pool => {
         sqlx::query(
-            "UPDATE mailbox_folders SET uid_validity = $3, last_uid = 0, updated_at = $4 \
-             WHERE mailbox = $1 AND folder = $2",
+            "UPDATE mailbox_folders SET uid_validity = $3, last_uid = 0, quiet_through_uid = 0, \
+             updated_at = $4 WHERE mailbox = $1 AND folder = $2",
         )
         .bind(&key.mailbox)
         .bind(&key.folder)

@@ -271,12 +271,13 @@ async fn full_inbox_moving_to_done(
 ) -> (Dovecot, Intake) {
     let dovecot = Dovecot::start(&[("support", PASSWORD)]);
     dovecot.create_folder("support", "Done");
+    // The mail is there before the first start, yet these tests count its acknowledgements.
     let intake = Intake::custom(
         backend,
         &mailbox(
             "support",
             dovecot.imap_port,
-            "after_ingest = \"move\"\nmove_to = \"Done\"",
+            "after_ingest = \"move\"\nmove_to = \"Done\"\nexisting_mail = \"acknowledge\"",
         ),
     )
     .await;
@@ -459,6 +460,84 @@ async fn sigterm_mid_run_finishes_what_it_fetched_and_a_restart_the_rest() {
         count(&store, "SELECT count(*) FROM ingest_log").await,
         MESSAGES as i64,
         "no duplicate after a clean stop"
+    );
+    drop(daemon);
+    store.close().await;
+}
+
+/// A mailbox a team used by hand until now: what is in the folder the first time intake watches
+/// it becomes incidents, but nobody is mailed for it (`existing_mail`'s default), even across
+/// a kill -9 part-way through; mail that arrives later is answered as usual.
+#[tokio::test]
+async fn mail_already_in_a_folder_is_taken_in_quietly_and_later_mail_answered() {
+    const EXISTING: usize = 1000;
+    let dovecot = Dovecot::start(&[("support", PASSWORD)]);
+    let intake = Intake::custom(Backend::Sqlite, &mailbox("support", dovecot.imap_port, "")).await;
+    for index in 0..EXISTING {
+        let from = format!("c{}@contoso.com", index % 7);
+        dovecot.deliver_to_maildir("support", &mail(index, &from));
+    }
+    let store = intake.store().await;
+    let mut daemon = start_until_a_first_batch(&intake, &store, "daemon-1.log").await;
+    daemon.kill();
+    let after_kill = count(&store, "SELECT count(*) FROM ingest_log").await;
+    assert!(
+        after_kill < EXISTING as i64,
+        "killed mid-way ({after_kill} done)"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("first time this folder is watched"),
+        "{}",
+        daemon.log_text()
+    );
+    // While it is down: one more from a sender it knows, one from a new sender.
+    dovecot.deliver("support", "INBOX", &mail(EXISTING, "c1@contoso.com"));
+    dovecot.deliver("support", "INBOX", &mail(EXISTING + 1, "new@fabrikam.com"));
+
+    let daemon = Daemon::start(&intake.config, intake.path("daemon-2.log"));
+    wait_for_count(
+        &store,
+        "SELECT count(*) FROM incidents",
+        EXISTING as i64 + 2,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        count(&store, "SELECT max(quiet_through_uid) FROM mailbox_folders").await,
+        EXISTING as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM ingest_log WHERE outcome = 'created' AND reason LIKE \
+             '%in the folder before intake first watched it (existing_mail = \"quiet\"): no mail sent%'"
+        )
+        .await,
+        EXISTING as i64
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM clients").await, 8);
+    let queued: Vec<(String, String)> = on_pool!(&store, pool => {
+        sqlx::query_as("SELECT template, recipient FROM outbound ORDER BY template, recipient")
+            .fetch_all(pool)
+            .await
+            .expect("outbound rows")
+    });
+    let expected = [
+        ("acknowledgement", "c1@contoso.com"),
+        ("acknowledgement", "new@fabrikam.com"),
+        ("registration", "new@fabrikam.com"),
+    ]
+    .map(|(template, recipient)| (template.to_string(), recipient.to_string()));
+    assert_eq!(
+        queued, expected,
+        "mail only for what came after the first start"
+    );
+    assert!(
+        !daemon
+            .log_text()
+            .contains("first time this folder is watched")
     );
     drop(daemon);
     store.close().await;

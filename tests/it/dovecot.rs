@@ -234,8 +234,16 @@ impl Dovecot {
     /// Delivers straight into the user's Maildir `new/`, as a local MTA does; works while the
     /// server is stopped.
     pub fn deliver_to_maildir(&self, user: &str, raw: &[u8]) {
-        let new = self.dir.path().join("mail").join(user).join("new");
-        std::fs::create_dir_all(&new).expect("Maildir new/");
+        let maildir = self.dir.path().join("mail").join(user);
+        let new = maildir.join("new");
+        if !new.is_dir() {
+            // A user's first mail: the Maildir is made as Dovecot would, owned by the user.
+            for part in ["new", "cur", "tmp"] {
+                std::fs::create_dir_all(maildir.join(part)).expect("Maildir folders");
+            }
+            let (uid, gid) = mail_ids();
+            chown_tree(&maildir, uid, gid);
+        }
         // Unique within the second even when called in a tight loop.
         static DELIVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let sequence = DELIVERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

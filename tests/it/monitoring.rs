@@ -46,7 +46,9 @@ fn config(imap_port: u16, metrics_port: u16) -> String {
         "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\nstale_after = \"2s\"\n\
          [[mailbox]]\nname = \"support\"\naddress = \"support@example.com\"\nhost = \"127.0.0.1\"\n\
          port = {imap_port}\nsecurity = \"plain\"\nusername = \"support\"\npassword = \"secret\"\n\
-         idle = false\npoll_interval = \"1s\"\n"
+         idle = false\npoll_interval = \"1s\"\n\
+         # Delivered as the daemon starts: answered whether it finds the mail there or not.\n\
+         existing_mail = \"acknowledge\"\n"
     )
 }
 
