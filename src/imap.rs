@@ -27,7 +27,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AfterIngest, ExistingMail, ImapAuth, MailboxSettings, Security};
-use crate::message::Origin;
+use crate::message::{Origin, Quiet};
 use crate::pipeline::{Batch, Pipeline};
 use crate::store::StoreError;
 use crate::store::folders::{self, Checkpoint, FolderKey};
@@ -565,7 +565,7 @@ impl Folder<'_> {
             department: Some(self.task.mailbox.department.clone()),
             raw_is_complete: true,
             declared_size_bytes: None,
-            arrived_before_watching: uid <= self.quiet_through_uid,
+            quiet: (uid <= self.quiet_through_uid).then_some(Quiet::ExistingMail),
         }
     }
 

@@ -73,9 +73,30 @@ pub struct Origin {
     pub raw_is_complete: bool,
     /// The whole message's size as the server declared it, when only part was fetched.
     pub declared_size_bytes: Option<u64>,
-    /// It was in its folder before intake first watched that folder, and the mailbox says
-    /// `existing_mail = "quiet"`: nobody is mailed for it.
-    pub arrived_before_watching: bool,
+    /// Set when nobody is to be mailed for this message, and why.
+    pub quiet: Option<Quiet>,
+}
+
+/// Why a message is taken in without mailing anyone (no registration, no acknowledgement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// It was in its IMAP folder before intake first watched that folder, and the mailbox
+    /// says `existing_mail = "quiet"` (`mailbox_folders.quiet_through_uid`).
+    ExistingMail,
+    /// `intake ingest --no-mail`: old mail imported from files or a Maildir.
+    Imported,
+}
+
+impl Quiet {
+    /// For the `ingest_log` reason.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Quiet::ExistingMail => {
+                "in the folder before intake first watched it (existing_mail = \"quiet\"): no mail sent"
+            }
+            Quiet::Imported => "imported with --no-mail: no mail sent",
+        }
+    }
 }
 
 /// Why a message could not be read as a message.

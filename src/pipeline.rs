@@ -73,7 +73,7 @@ impl Rules {
             &self.hash_format,
         )
         .await?;
-        facts.arrived_before_watching = received.origin.arrived_before_watching;
+        facts.quiet = received.origin.quiet;
         let decision = decide(received.inbound, &facts, &self.policy);
         apply(
             tx,

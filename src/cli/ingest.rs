@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::Settings;
-use crate::message::Origin;
+use crate::message::{Origin, Quiet};
 use crate::pipeline::Pipeline;
 use crate::store::StoreError;
 
@@ -20,6 +20,10 @@ pub struct IngestArgs {
     /// The configured mailbox these messages were addressed to (sets mailbox and department).
     #[arg(long)]
     pub mailbox: Option<String>,
+    /// Mail nobody about these messages (no registration, no acknowledgement): for importing
+    /// old mail, such as a Maildir your team answered by hand.
+    #[arg(long)]
+    pub no_mail: bool,
     /// Files or Maildir folders; none reads one message from stdin.
     pub paths: Vec<PathBuf>,
 }
@@ -51,7 +55,7 @@ pub async fn run(settings: &Settings, args: &IngestArgs) -> anyhow::Result<Inges
         department: department.clone(),
         raw_is_complete: true,
         declared_size_bytes: None,
-        arrived_before_watching: false,
+        quiet: args.no_mail.then_some(Quiet::Imported),
     };
 
     let store = super::open_store(settings, super::Migrations::ApplyIfBehind).await?;

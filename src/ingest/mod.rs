@@ -11,7 +11,7 @@ pub mod thread;
 use std::collections::BTreeSet;
 
 use crate::config::{DepartmentAccess, PendingMail, Settings};
-use crate::message::{Inbound, ParseProblem};
+use crate::message::{Inbound, ParseProblem, Quiet};
 
 pub use automatic::AutoKind;
 
@@ -187,10 +187,9 @@ pub struct Facts {
     /// The incident named by a `[#HASH]` subject tag.
     pub thread_by_tag: Option<IncidentFacts>,
     pub departments: DepartmentFacts,
-    /// The message was in its IMAP folder before intake first watched it, and the mailbox
-    /// keeps such mail quiet (`mailbox_folders.quiet_through_uid`): it is ingested, but
-    /// nobody is mailed for it.
-    pub arrived_before_watching: bool,
+    /// Set when the message is taken in without mailing anyone, and why (known from where it
+    /// came: the pipeline sets it from `Origin::quiet`).
+    pub quiet: Option<Quiet>,
 }
 
 /// The settings the core obeys.
@@ -506,7 +505,7 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
                 Approval::Pending
             },
             organisation: organisation_for(sender.domain(), facts, policy),
-            send_registration: policy.registration_mail && !facts.arrived_before_watching,
+            send_registration: policy.registration_mail && facts.quiet.is_none(),
         }),
         None => ClientPlan::Unregistered,
     };
@@ -565,12 +564,9 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
     let acknowledge = policy.acknowledgement_mail
         && folder != Folder::Spam
         && !inbound.signals.mailing_list
-        && !facts.arrived_before_watching;
-    if facts.arrived_before_watching {
-        notes.push(
-            "in the folder before intake first watched it (existing_mail = \"quiet\"): no mail sent"
-                .to_string(),
-        );
+        && facts.quiet.is_none();
+    if let Some(quiet) = facts.quiet {
+        notes.push(quiet.describe().to_string());
     }
     let client_plan = match client_plan {
         ClientPlan::Register(new_client) => ClientPlan::Register(NewClient {
@@ -733,7 +729,7 @@ mod tests {
             thread_by_header: None,
             thread_by_tag: None,
             departments: DepartmentFacts::default(),
-            arrived_before_watching: false,
+            quiet: None,
         }
     }
 
@@ -1298,7 +1294,7 @@ mod tests {
     #[test]
     fn mail_from_before_the_first_watch_is_taken_in_without_mail() {
         let quiet = Facts {
-            arrived_before_watching: true,
+            quiet: Some(Quiet::ExistingMail),
             ..facts()
         };
         match decide(&mail("alice@contoso.com"), &quiet, &policy()) {
@@ -1320,6 +1316,22 @@ mod tests {
                 );
             }
             other => panic!("expected a new incident and a new client, got {other:?}"),
+        }
+        // Imported with `intake ingest --no-mail`: the same, with its own reason.
+        let imported = Facts {
+            quiet: Some(Quiet::Imported),
+            ..facts()
+        };
+        match decide(&mail("alice@contoso.com"), &imported, &policy()) {
+            Decision::Create {
+                acknowledge: false,
+                client: ClientPlan::Register(new_client),
+                notes,
+                ..
+            } if !new_client.send_registration => {
+                assert_eq!(notes, vec!["imported with --no-mail: no mail sent"]);
+            }
+            other => panic!("expected a new incident mailing nobody, got {other:?}"),
         }
         // A reply from a new sender among that mail registers them without mail, too.
         let reply = Facts {

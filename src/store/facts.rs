@@ -161,7 +161,7 @@ pub async fn gather(
             thread_by_tag,
             departments,
             // Known from where the message came: the caller sets it.
-            arrived_before_watching: false,
+            quiet: None,
         })
     })
 }

@@ -583,3 +583,61 @@ async fn a_staged_value_is_used_only_when_every_byte_arrived() {
     tx.rollback().await.expect("rollback");
     store.close().await;
 }
+
+// Importing old mail: `--no-mail` takes a Maildir in without registering mail or
+// acknowledgements, and says so in each ingest_log row; mail piped in later is answered.
+on_both_backends!(an_import_with_no_mail_mails_nobody, |backend| async move {
+    let intake = Intake::new(backend, "").await;
+    let maildir = intake.path("Archive");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    for index in 0..3 {
+        std::fs::write(
+            maildir.join(format!("cur/170000000{index}.M{index}.host:2,S")),
+            mail(
+                &format!("old{index}@contoso.com"),
+                "Answered by hand",
+                &format!("old{index}@x"),
+            ),
+        )
+        .expect("write");
+    }
+    let stdout = intake.run_ok(
+        &["ingest", "--no-mail", maildir.to_str().expect("utf-8 path")],
+        None,
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("created "))
+            .count(),
+        3,
+        "{stdout}"
+    );
+    intake.run_ok(
+        &["ingest"],
+        Some(&mail("old1@contoso.com", "New question", "new1@x")),
+    );
+
+    let store = intake.store().await;
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT count(*) FROM ingest_log WHERE reason = 'imported with --no-mail: no mail sent'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(scalar_i64(&store, "SELECT count(*) FROM clients").await, 3);
+    assert_eq!(
+        strings(
+            &store,
+            "SELECT template || ' ' || recipient FROM outbound ORDER BY id"
+        )
+        .await,
+        vec!["acknowledgement old1@contoso.com"],
+        "only the later mail is answered; the importing registered its senders quietly"
+    );
+    store.close().await;
+});
