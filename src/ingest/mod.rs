@@ -511,12 +511,12 @@ pub fn decide(inbound: &Inbound, facts: &Facts, policy: &Policy) -> Decision {
     };
 
     if let Some(incident) = &facts.thread_by_header {
-        return customer_reply(incident, client_plan, Vec::new());
+        return customer_reply(incident, client_plan, facts.quiet, Vec::new());
     }
     let mut notes = Vec::new();
     if let Some(incident) = tag_thread {
         let tagged = format!("threaded by subject tag [#{}]", incident.hash);
-        return customer_reply(incident, client_plan, vec![tagged]);
+        return customer_reply(incident, client_plan, facts.quiet, vec![tagged]);
     }
     if let Some(incident) = &facts.thread_by_tag {
         notes.push(format!(
@@ -645,10 +645,12 @@ pub fn domain_and_parents(domain: &str) -> Vec<String> {
 }
 
 /// A reply from the customer's side (not from one of our own addresses, not automatic) to
-/// `incident`: appended, and the incident is open again if staff had set it aside.
+/// `incident`: appended, and the incident is open again if staff had set it aside. `client`
+/// already mails nobody when `quiet` says so; the note tells staff why.
 fn customer_reply(
     incident: &IncidentFacts,
     client: ClientPlan,
+    quiet: Option<Quiet>,
     mut notes: Vec<String>,
 ) -> Decision {
     let reopen = incident.status != IncidentStatus::Open;
@@ -657,6 +659,9 @@ fn customer_reply(
             "reopened: the incident was {}",
             incident.status.as_str()
         ));
+    }
+    if let Some(quiet) = quiet {
+        notes.push(quiet.describe().to_string());
     }
     Decision::Append {
         incident: incident.id,
@@ -1341,8 +1346,17 @@ mod tests {
         match decide(&mail("bob@contoso.com"), &reply, &policy()) {
             Decision::Append {
                 client: ClientPlan::Register(new_client),
+                notes,
                 ..
-            } => assert!(!new_client.send_registration),
+            } => {
+                assert!(!new_client.send_registration);
+                assert!(
+                    notes
+                        .iter()
+                        .any(|note| note.contains("before intake first watched")),
+                    "{notes:?}"
+                );
+            }
             other => panic!("expected an appended reply from a new client, got {other:?}"),
         }
     }
