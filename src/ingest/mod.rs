@@ -1298,67 +1298,54 @@ mod tests {
 
     #[test]
     fn mail_from_before_the_first_watch_is_taken_in_without_mail() {
-        let quiet = Facts {
-            quiet: Some(Quiet::ExistingMail),
-            ..facts()
-        };
-        match decide(&mail("alice@contoso.com"), &quiet, &policy()) {
-            Decision::Create {
-                acknowledge,
-                client: ClientPlan::Register(new_client),
-                notes,
-                folder,
-                ..
-            } => {
-                assert_eq!(folder, Folder::Inbox);
-                assert!(!acknowledge, "no acknowledgement");
-                assert!(!new_client.send_registration, "no registration mail");
-                assert!(
-                    notes
-                        .iter()
-                        .any(|note| note.contains("before intake first watched")),
-                    "{notes:?}"
-                );
+        // In the folder before intake first watched it, or imported with `--no-mail`: a new
+        // incident and a new client, nobody mailed, and the reason in the notes.
+        for quiet in [Quiet::ExistingMail, Quiet::Imported] {
+            let facts = Facts {
+                quiet: Some(quiet),
+                ..facts()
+            };
+            match decide(&mail("alice@contoso.com"), &facts, &policy()) {
+                Decision::Create {
+                    acknowledge,
+                    client: ClientPlan::Register(new_client),
+                    notes,
+                    folder,
+                    ..
+                } => {
+                    assert_eq!(folder, Folder::Inbox);
+                    assert!(!acknowledge, "no acknowledgement ({quiet:?})");
+                    assert!(!new_client.send_registration, "no registration ({quiet:?})");
+                    assert_eq!(notes, vec![quiet.describe()]);
+                }
+                other => panic!("expected a new incident and a new client, got {other:?}"),
             }
-            other => panic!("expected a new incident and a new client, got {other:?}"),
-        }
-        // Imported with `intake ingest --no-mail`: the same, with its own reason.
-        let imported = Facts {
-            quiet: Some(Quiet::Imported),
-            ..facts()
-        };
-        match decide(&mail("alice@contoso.com"), &imported, &policy()) {
-            Decision::Create {
-                acknowledge: false,
-                client: ClientPlan::Register(new_client),
-                notes,
-                ..
-            } if !new_client.send_registration => {
-                assert_eq!(notes, vec!["imported with --no-mail: no mail sent"]);
+            // A reply from a new sender among that mail registers them without mail, too.
+            let reply = Facts {
+                thread_by_header: incident_of(10),
+                ..facts
+            };
+            match decide(&mail("bob@contoso.com"), &reply, &policy()) {
+                Decision::Append {
+                    client: ClientPlan::Register(new_client),
+                    notes,
+                    ..
+                } => {
+                    assert!(!new_client.send_registration);
+                    assert_eq!(notes, vec![quiet.describe()]);
+                }
+                other => panic!("expected an appended reply from a new client, got {other:?}"),
             }
-            other => panic!("expected a new incident mailing nobody, got {other:?}"),
         }
-        // A reply from a new sender among that mail registers them without mail, too.
-        let reply = Facts {
-            thread_by_header: incident_of(10),
-            ..quiet
-        };
-        match decide(&mail("bob@contoso.com"), &reply, &policy()) {
-            Decision::Append {
-                client: ClientPlan::Register(new_client),
-                notes,
-                ..
-            } => {
-                assert!(!new_client.send_registration);
-                assert!(
-                    notes
-                        .iter()
-                        .any(|note| note.contains("before intake first watched")),
-                    "{notes:?}"
-                );
-            }
-            other => panic!("expected an appended reply from a new client, got {other:?}"),
-        }
+        assert!(
+            Quiet::ExistingMail
+                .describe()
+                .contains("before intake first watched")
+        );
+        assert_eq!(
+            Quiet::Imported.describe(),
+            "imported with --no-mail: no mail sent"
+        );
     }
 
     #[test]
