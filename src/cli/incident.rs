@@ -13,6 +13,9 @@ pub enum IncidentCommand {
         /// Only this folder: inbox, spam or held.
         #[arg(long, value_parser = ["inbox", "spam", "held"])]
         folder: Option<String>,
+        /// Only those with this status (staff set it; a customer's reply sets it back to open).
+        #[arg(long, value_parser = ["open", "waiting", "resolved", "closed"])]
+        status: Option<String>,
         /// Only this client's (by email, additional address or reference).
         #[arg(long)]
         client: Option<String>,
@@ -64,6 +67,7 @@ async fn execute(
     match command {
         IncidentCommand::List {
             folder,
+            status,
             client,
             org,
             since,
@@ -71,6 +75,7 @@ async fn execute(
         } => {
             let filter = IncidentFilter {
                 folder: folder.clone(),
+                status: status.clone(),
                 client_email: client.clone(),
                 organisation: org.clone(),
                 since: *since,

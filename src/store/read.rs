@@ -22,6 +22,7 @@ pub struct IncidentRow {
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
     pub folder: Option<String>,
+    pub status: Option<String>,
     pub client_email: Option<String>,
     pub organisation: Option<String>,
     pub since: Option<Timestamp>,
@@ -43,12 +44,14 @@ pub async fn incidents(
             ")) \
                AND ($3 IS NULL OR lower(organisation) = lower($3)) \
                AND ($4 IS NULL OR created_at >= $4) \
-             ORDER BY created_at DESC, incident_id DESC LIMIT $5",
+               AND ($5 IS NULL OR status = $5) \
+             ORDER BY created_at DESC, incident_id DESC LIMIT $6",
         ))
         .bind(&filter.folder)
         .bind(&filter.client_email)
         .bind(&filter.organisation)
         .bind(filter.since)
+        .bind(&filter.status)
         .bind(limit)
         .fetch_all(pool)
         .await?

@@ -73,6 +73,28 @@ async fn a_customer_reply_reopens_what_staff_set_aside(backend: Backend) {
         );
     }
 
+    // `intake incident list --status` finds it where staff would look.
+    let listed = |status: &str| {
+        intake
+            .run_ok(&["incident", "list", "--status", status], None)
+            .lines()
+            .skip(1)
+            .map(|line| {
+                line.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed("open"), vec![hash.clone()]);
+    set_status("resolved");
+    assert_eq!(listed("open"), Vec::<String>::new());
+    assert_eq!(listed("resolved"), vec![hash.clone()]);
+    let bad = intake.run(&["incident", "list", "--status", "done"], None);
+    assert!(!bad.status.success(), "an unknown status is refused");
+    set_status("open");
+
     // An open incident stays open, and says nothing of reopening.
     let (outcome, _) = ingest(
         "Re: more",
