@@ -289,28 +289,30 @@ async fn run_session(
         ImapError::Protocol(format!("SELECT {}: no UIDVALIDITY", task.key.folder))
     })?;
     let mut state = folders::state(store, &task.key).await?;
-    match state.uid_validity {
-        Some(known) if known == uid_validity => {}
+    // A folder seen for the first time, or renumbered by the server, starts over.
+    let start_over = match state.uid_validity {
+        Some(known) if known == uid_validity => None,
         Some(previous) => {
             tracing::warn!(mailbox = %task.key.mailbox, folder = %task.key.folder, previous, current = uid_validity,
                 "UIDVALIDITY changed: rescanning the whole folder; stored messages come back as duplicates");
-            folders::reset(store, &task.key, uid_validity).await?;
-            state.last_uid = 0;
-            state.quiet_through_uid = 0;
+            Some(0)
         }
-        None => {
-            let quiet_through_uid = match mailbox.existing_mail {
-                ExistingMail::Quiet => highest_uid(&mut session, &selected).await?,
-                ExistingMail::Acknowledge => 0,
-            };
-            if quiet_through_uid > 0 {
-                tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, through_uid = quiet_through_uid,
-                    "first time this folder is watched: the mail already in it is ingested without registration or acknowledgement mail (existing_mail = \"quiet\")");
+        None => match mailbox.existing_mail {
+            ExistingMail::Quiet => {
+                let through_uid = highest_uid(&mut session, &selected).await?;
+                if through_uid > 0 {
+                    tracing::info!(mailbox = %task.key.mailbox, folder = %task.key.folder, through_uid,
+                        "first time this folder is watched: the mail already in it is ingested without registration or acknowledgement mail (existing_mail = \"quiet\")");
+                }
+                Some(through_uid)
             }
-            folders::first_watch(store, &task.key, uid_validity, quiet_through_uid).await?;
-            state.last_uid = 0;
-            state.quiet_through_uid = quiet_through_uid;
-        }
+            ExistingMail::Acknowledge => Some(0),
+        },
+    };
+    if let Some(quiet_through_uid) = start_over {
+        folders::reset(store, &task.key, uid_validity, quiet_through_uid).await?;
+        state.last_uid = 0;
+        state.quiet_through_uid = quiet_through_uid;
     }
     if awaiting.uid_validity != uid_validity {
         *awaiting = Awaiting {

@@ -134,10 +134,13 @@ pub async fn state(store: &Store, key: &FolderKey) -> Result<FolderState, StoreE
     })
 }
 
-/// The first time a folder is watched: its UIDVALIDITY, and the highest UID it held then if
-/// that mail is to stay quiet (0 otherwise). Written before anything is ingested, so a crash
-/// part-way through that mail keeps the boundary; a folder watched before is left alone.
-pub async fn first_watch(
+/// Starts the folder over under `uid_validity`, with no UID stored yet. Called before anything
+/// is ingested, so a crash part-way through keeps what it writes:
+/// - at a folder's first watch, `quiet_through_uid` is the highest UID it holds when that mail
+///   is to stay quiet (`existing_mail = "quiet"`), else 0;
+/// - after a UIDVALIDITY change, 0: every old UID is void, messages already stored come back
+///   as duplicates (never second incidents), and the others are new to intake and answered.
+pub async fn reset(
     store: &Store,
     key: &FolderKey,
     uid_validity: u32,
@@ -147,32 +150,12 @@ pub async fn first_watch(
     on_pool!(store, pool => {
         sqlx::query(
             "UPDATE mailbox_folders SET uid_validity = $3, last_uid = 0, quiet_through_uid = $4, \
-             updated_at = $5 WHERE mailbox = $1 AND folder = $2 AND uid_validity IS NULL",
+             updated_at = $5 WHERE mailbox = $1 AND folder = $2",
         )
         .bind(&key.mailbox)
         .bind(&key.folder)
         .bind(i64::from(uid_validity))
         .bind(i64::from(quiet_through_uid))
-        .bind(now)
-        .execute(pool)
-        .await?;
-    });
-    Ok(())
-}
-
-/// A new UIDVALIDITY: every UID the folder had is void, so start again from the beginning.
-/// Messages already stored come back as duplicates, never as second incidents; the others
-/// are new to intake and answered as such.
-pub async fn reset(store: &Store, key: &FolderKey, uid_validity: u32) -> Result<(), StoreError> {
-    let now = Timestamp::now();
-    on_pool!(store, pool => {
-        sqlx::query(
-            "UPDATE mailbox_folders SET uid_validity = $3, last_uid = 0, quiet_through_uid = 0, \
-             updated_at = $4 WHERE mailbox = $1 AND folder = $2",
-        )
-        .bind(&key.mailbox)
-        .bind(&key.folder)
-        .bind(i64::from(uid_validity))
         .bind(now)
         .execute(pool)
         .await?;
